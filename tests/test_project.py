@@ -1,0 +1,35 @@
+"""Project-level checks: README and CI agree, the package imports, the CLI starts."""
+
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+
+import faceiqa
+from faceiqa.cli import main
+
+from conftest import REPO
+
+
+def _readme_setup_lines() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## Set up\s+```(?:bash|sh)?\n(.*?)```", text, re.S)
+    assert block, "README needs a '## Set up' section with one fenced code block"
+    return [ln.strip() for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_readme_has_exactly_two_setup_lines_and_ci_runs_them():
+    lines = _readme_setup_lines()
+    assert len(lines) == 2, lines
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    for line in lines:
+        assert line in [c.strip() for c in ci], f"CI does not run README's line: {line}"
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert faceiqa.__version__ in result.output
+    assert runner.invoke(main, ["--help"]).exit_code == 0
