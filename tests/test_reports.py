@@ -1,0 +1,133 @@
+"""The CSV/JSON report contract and the HTML visual report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from faceiqa.errors import InvalidArgumentError
+from faceiqa.reports import (
+    REPORT_COLUMNS,
+    CsvReportWriter,
+    ReportRow,
+    Status,
+    error_row,
+    face_thumbnail,
+    no_face_row,
+    read_csv,
+    render_html,
+    write_csv,
+    write_json,
+)
+
+
+def _rows() -> list[ReportRow]:
+    return [
+        ReportRow("a.jpg", 0, 0.8123456789012345, 61.3, 0.999, 10, 20, 110, 140, 42.5, Status.OK),
+        ReportRow("a.jpg", 1, 0.2, 20.0, 0.95, 200, 20, 230, 60, 12.0, Status.SMALL_FACE),
+        no_face_row("b.png"),
+        error_row("c.jpg", "truncated image\nfile"),
+    ]
+
+
+def test_columns_are_the_documented_contract():
+    assert REPORT_COLUMNS == (
+        "path", "face", "score", "raw_score", "det_prob", "x1", "y1", "x2", "y2", "eye_distance", "status", "error",
+    )
+
+
+def test_csv_round_trip_keeps_scores_bit_exact(tmp_path):
+    path = tmp_path / "r.csv"
+    write_csv(_rows(), path)
+    with open(path, newline="") as fh:
+        raw = list(csv.reader(fh))
+    assert tuple(raw[0]) == REPORT_COLUMNS
+    assert raw[3][REPORT_COLUMNS.index("face")] == ""  # no face: empty index
+    assert raw[3][REPORT_COLUMNS.index("status")] == "no_face"
+    assert raw[4][REPORT_COLUMNS.index("error")] == "truncated image file"  # one line
+    back = read_csv(path)
+    assert back[0].score == 0.8123456789012345
+    assert back[1].status is Status.SMALL_FACE and back[1].face == 1
+    assert back[2].face is None and math.isnan(back[2].score)
+
+
+def test_streaming_writer_flushes_each_row(tmp_path):
+    path = tmp_path / "s.csv"
+    with CsvReportWriter(path) as writer:
+        writer.write(_rows()[0])
+        assert len(path.read_text().splitlines()) == 2  # on disk before close
+        writer.write(_rows()[2])
+    assert [r.path for r in read_csv(path)] == ["a.jpg", "b.png"]
+
+
+def test_json_holds_the_same_records(tmp_path):
+    path = tmp_path / "r.json"
+    write_json(_rows(), path)
+    records = json.loads(path.read_text())
+    assert [list(r) for r in records] == [list(REPORT_COLUMNS)] * 4
+    assert records[2]["score"] is None and records[2]["status"] == "no_face"
+    assert records[0]["score"] == 0.8123456789012345
+
+
+def test_read_csv_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidArgumentError, match="missing columns"):
+        read_csv(bad)
+    with pytest.raises(InvalidArgumentError, match="cannot read"):
+        read_csv(tmp_path / "missing.csv")
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.faces, self.problems, self.bars, self.lines, self.imgs = [], [], [], [], 0
+        self.threshold_divs = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        cls = a.get("class", "")
+        if tag == "div" and cls in ("face", "face fail"):
+            self.faces.append(a)
+        if tag == "div" and cls == "threshold-line":
+            self.threshold_divs += 1
+        if tag == "tr" and cls == "problem":
+            self.problems.append(a)
+        if tag == "rect" and cls == "bar":
+            self.bars.append(int(a["data-count"]))
+        if tag == "line" and cls == "threshold":
+            self.lines.append(float(a["data-threshold"]))
+        if tag == "img" and a.get("src", "").startswith("data:image/jpeg;base64,"):
+            self.imgs += 1
+
+
+def test_html_report_sorted_with_threshold_histogram_and_errors():
+    rng = np.random.default_rng(0)
+    rows = [ReportRow(f"p{i}.jpg", 0, float(s), 0.0, 0.99, 0, 0, 50, 50, 20.0) for i, s in enumerate(rng.random(30))]
+    rows += _rows()[2:]
+    image = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    page = render_html(rows, threshold=0.5, thumbnail=lambda r: face_thumbnail(image, (r.x1, r.y1, r.x2, r.y2)))
+    p = _Collect()
+    p.feed(page)
+    scores = [float(f["data-score"]) for f in p.faces]
+    assert len(scores) == 30 and scores == sorted(scores, reverse=True)
+    assert p.imgs == 30
+    assert sum(p.bars) == 30 and len(p.bars) == 20
+    assert p.lines == [0.5] and p.threshold_divs == 1
+    assert [f["class"] for f in p.faces].count("face fail") == sum(s < 0.5 for s in scores)
+    assert sorted(x["data-status"] for x in p.problems) == ["error", "no_face"]
+
+
+def test_html_samples_large_reports_and_rejects_bad_threshold():
+    rows = [ReportRow(f"p{i}.jpg", 0, i / 999, 0.0) for i in range(1000)]
+    p = _Collect()
+    p.feed(render_html(rows, max_faces=50))
+    scores = [float(f["data-score"]) for f in p.faces]
+    assert len(scores) == 50 and scores[0] == 1.0 and scores[-1] == 0.0
+    with pytest.raises(InvalidArgumentError):
+        render_html(rows, threshold=1.5)
