@@ -69,7 +69,57 @@ def arcface_template(size: int, scale: float = 1.0, name: str | None = None) -> 
 # (the whole head, with some background, fills the crop; inter-eye distance ~56 px).
 HYPERIQA_224 = arcface_template(224, scale=0.8, name="hyperiqa-224")
 
-TEMPLATES: dict[str, AlignmentTemplate] = {HYPERIQA_224.name: HYPERIQA_224}
+# dlib's mean face shape (landmarks 17..67 of the 68-point scheme, in units of the face
+# box), the constants of dlib's get_face_chip_details().
+_DLIB_MEAN_FACE_X = (
+    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124,
+    0.904991, 0.98004, 0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036,
+    0.490127, 0.554217, 0.613373, 0.121737, 0.187122, 0.265825, 0.334606, 0.260918,
+    0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
+    0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721,
+    0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874,
+    0.553364, 0.490127, 0.42689,
+)  # fmt: skip
+_DLIB_MEAN_FACE_Y = (
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891,
+    0.0187482, 0.038915, 0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326,
+    0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852, 0.231733,
+    0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099,
+    0.780233, 0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805,
+    0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
+    0.784792, 0.824182, 0.831803, 0.824182,
+)  # fmt: skip
+
+
+def dlib_chip_template(size: int = 150, padding: float = 0.25, name: str | None = None) -> AlignmentTemplate:
+    """5-point template reproducing dlib's ``get_face_chip(img, shape, size, padding)``.
+
+    Derivation. dlib fits a similarity transform from the mean-shape points
+    ``p * size`` with ``p = (padding + mean) / (1 + 2 * padding)`` (68-point landmarks
+    27..54 and 60..64) to the detected landmarks, then samples the chip so that the chip's
+    corner pixel centres 0 and ``size - 1`` span ``size * s - 1`` image pixels around the
+    fitted centre (``s``: image pixels per template unit). For ``s`` near 1 a template
+    point ``p * size`` therefore lands at chip pixel ``p * size - 0.5``; for other scales
+    the deviation is below 1% of the distance to the chip centre. A face that matches
+    the mean shape puts its landmarks exactly there, so MTCNN's five points go to the
+    mean shape's eye centres (mean of the six eye-contour points 36..41 and 42..47),
+    nose tip (30) and mouth corners (48, 54). For 150 px and padding 0.25 the points are
+    about (47.0, 46.1), (100.0, 46.1), (73.5, 76.1), (49.9, 102.5), (97.1, 102.5).
+    """
+    if size < 16 or not (0.0 <= padding <= 1.0):
+        raise InvalidArgumentError(f"bad dlib chip size {size} or padding {padding}")
+    full = np.zeros((68, 2))
+    full[17:, 0] = _DLIB_MEAN_FACE_X
+    full[17:, 1] = _DLIB_MEAN_FACE_Y
+    five = np.array([full[36:42].mean(0), full[42:48].mean(0), full[30], full[48], full[54]])
+    points = (padding + five) / (1.0 + 2.0 * padding) * size - 0.5
+    return AlignmentTemplate(name or f"dlib-{size}-p{padding:g}", size, points)
+
+
+# Chip of dlib's face recognition ResNet (faceiqa.recognition): 150 px, padding 0.25.
+DLIB_150 = dlib_chip_template(150, 0.25, name="dlib-150")
+
+TEMPLATES: dict[str, AlignmentTemplate] = {HYPERIQA_224.name: HYPERIQA_224, DLIB_150.name: DLIB_150}
 
 
 def get_template(name: str) -> AlignmentTemplate:
@@ -117,6 +167,25 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     m[:, :2] = scale * rot
     m[:, 2] = mu_d - scale * rot @ mu_s
     return m
+
+
+def transform_points(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine matrix to points.
+
+    Args:
+        m: (2, 3) matrix, e.g. from :func:`similarity_transform`.
+        points: (N, 2) array of (x, y).
+
+    Returns:
+        (N, 2) float64 array of ``m @ [x, y, 1]``.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64)
+    if m.shape != (2, 3) or pts.ndim != 2 or pts.shape[1] != 2:
+        raise InvalidArgumentError(
+            f"transform_points needs a (2, 3) matrix and (N, 2) points, got {m.shape} and {pts.shape}"
+        )
+    return pts @ m[:, :2].T + m[:, 2]
 
 
 def eye_distance(landmarks: np.ndarray) -> float:

@@ -1,0 +1,412 @@
+"""QualityScorer: a quality network together with its input protocol and score mapping.
+
+Input forms accepted everywhere:
+
+* ``numpy.ndarray`` uint8 RGB, (H, W, 3) for one image or (N, H, W, 3) for several;
+* ``PIL.Image.Image`` (converted with ``convert("RGB")``);
+* ``torch.Tensor`` float, (3, H, W) or (N, 3, H, W), RGB values in [0, 1];
+* a list or tuple of any of those (one image each).
+
+Pixels are normalised inside the scorer (ImageNet mean and std for ``normalize="imagenet"``).
+
+Protocols (both deterministic):
+
+* :meth:`QualityScorer.score_crops`: crops already at the model's input size (e.g. aligned
+  faces) are scored in one pass each; ``flip=True`` also scores the horizontal mirror and
+  averages the two raw outputs.
+* :meth:`QualityScorer.score_image`: whole images of any size. An image whose shorter side
+  is below the input size S is first upscaled (bilinear) so that its shorter side is S.
+  Then S x S crops are taken on a K x K grid (``grid``, default 5): along an axis of length
+  L the crop offsets are ``round(i * (L - S) / (K - 1))`` for i = 0..K-1, so the first crop
+  touches one border and the last the other; repeated offsets (L - S < K - 1) are taken
+  once, and an axis with L = S has a single offset 0. K = 1 takes the centre crop. The raw
+  outputs of all crops are averaged.
+
+Scores: ``raw`` is the model's output (averaged as above) in float64, ``score`` is
+``mapping(raw)`` clipped to [0, 1], higher is better.
+
+Reproducibility: the same input gives bit-identical results on the same device and
+software (and the same ``batch_size``). Results for an image depend on the other images in
+the call only through float32 rounding of the backbone's batched kernels: batch of 1 vs
+batch of N is not bitwise equal on CPU (measured ~1e-6 relative on the raw output).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from faceiqa.errors import InvalidArgumentError
+from faceiqa.weights import ScoreMapping
+
+logger = logging.getLogger("faceiqa.models.scorer")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
+
+ImageInput = np.ndarray | Image.Image | torch.Tensor
+ImagesInput = ImageInput | Sequence[ImageInput]
+
+__all__ = ["QualityScorer", "Scores", "ScoreMapping", "crop_grid", "default_device"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-item results of a scoring call, in input order.
+
+    Attributes:
+        score: (N,) float64 in [0, 1], higher is better.
+        raw: (N,) float64 model output on its native scale (see ``QualityScorer.raw_name``).
+        n_crops: (N,) int64 number of forward passes averaged per item (crops x flips).
+    """
+
+    score: np.ndarray
+    raw: np.ndarray
+    n_crops: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+
+def default_device() -> torch.device:
+    """``cuda`` when available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def crop_grid(height: int, width: int, size: int, grid: int) -> list[tuple[int, int]]:
+    """Top-left (y, x) offsets of the whole-image crop grid (see the module docstring).
+
+    Args:
+        height, width: image size in pixels, both >= ``size``.
+        size: crop side in pixels.
+        grid: K of the K x K grid (>= 1).
+    """
+    if height < size or width < size:
+        raise InvalidArgumentError(f"image {height}x{width} is smaller than the {size}px crop")
+    if grid < 1:
+        raise InvalidArgumentError(f"grid must be >= 1, got {grid}")
+
+    def offsets(length: int) -> list[int]:
+        span = length - size
+        if span == 0:
+            return [0]
+        if grid == 1:
+            return [span // 2]
+        out: list[int] = []
+        for i in range(grid):
+            o = int(round(i * span / (grid - 1)))
+            if o not in out:
+                out.append(o)
+        return out
+
+    return [(y, x) for y in offsets(height) for x in offsets(width)]
+
+
+def _uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1] (the same arithmetic for every input form)."""
+    t = torch.from_numpy(arr.astype(np.float32))  # astype copies: read-only arrays are fine
+    return t.movedim(-1, -3).div_(255.0).contiguous()
+
+
+def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    return _uint8_to_tensor(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def _check_float(t: torch.Tensor) -> torch.Tensor:
+    if not t.is_floating_point():
+        raise InvalidArgumentError(f"image tensors must be float in [0, 1], got {t.dtype}")
+    t = t.detach().to("cpu", torch.float32)
+    if t.numel() and (not torch.isfinite(t).all() or t.min() < 0.0 or t.max() > 1.0):
+        raise InvalidArgumentError("image tensors must hold finite values in [0, 1]")
+    return t
+
+
+def _one_image(item: Any) -> torch.Tensor:
+    """One image as a (3, H, W) float32 CPU tensor in [0, 1]."""
+    if isinstance(item, Image.Image):
+        return _pil_to_tensor(item)
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+            raise InvalidArgumentError(
+                f"numpy images must be (H, W, 3) uint8 RGB, got {item.dtype} {item.shape}; "
+                "pass float data as a torch tensor in [0, 1]"
+            )
+        return _uint8_to_tensor(item)
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3 or item.shape[0] != 3:
+            raise InvalidArgumentError(f"an image tensor must be (3, H, W), got {tuple(item.shape)}")
+        return _check_float(item)
+    raise InvalidArgumentError(f"unsupported image type {type(item).__name__} (numpy uint8, PIL or float tensor)")
+
+
+def to_image_list(images: ImagesInput) -> list[torch.Tensor]:
+    """Any accepted input form as a list of (3, H, W) float32 CPU tensors in [0, 1]."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.dtype != np.uint8 or images.shape[3] != 3:
+            raise InvalidArgumentError(
+                f"numpy batches must be (N, H, W, 3) uint8 RGB, got {images.dtype} {images.shape}"
+            )
+        return list(_uint8_to_tensor(images).unbind(0))
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        if images.shape[1] != 3:
+            raise InvalidArgumentError(f"image batches must be (N, 3, H, W), got {tuple(images.shape)}")
+        return list(_check_float(images).unbind(0))
+    if isinstance(images, (list, tuple)):
+        out = [_one_image(item) for item in images]
+    else:
+        out = [_one_image(images)]
+    if not out:
+        raise InvalidArgumentError("no images given")
+    return out
+
+
+def _upscale_to(img: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    short = min(h, w)
+    if short >= size:
+        return img
+    scale = size / short
+    new = (max(size, int(round(h * scale))), max(size, int(round(w * scale))))
+    out = F.interpolate(img[None], size=new, mode="bilinear", align_corners=False)[0]
+    return out.clamp_(0.0, 1.0)
+
+
+class QualityScorer:
+    """Scores images with a quality network (see the module docstring for the protocol).
+
+    Args:
+        model: ``nn.Module`` mapping (B, 3, S, S) normalised images (and, when
+            ``extra_inputs > 0``, a (B, extra_inputs) float tensor) to (B,) raw scores.
+        name: weights name (e.g. ``hyperiqa-koniq``).
+        input_size: crop side S in pixels.
+        template: alignment template name for face crops (``faceiqa.alignment``).
+        raw_name: name of the raw output.
+        raw_range: typical (low, high) of the raw output (informative).
+        mapping: raw -> score in [0, 1].
+        normalize: ``"imagenet"`` or ``"none"``.
+        grid: K of the whole-image K x K crop grid.
+        device: torch device; default CUDA if available, else CPU.
+        batch_size: crops per forward pass (memory bound; results do not depend on it
+            beyond float32 rounding).
+        extra_inputs: scalars per crop the model takes; default the model's
+            ``extra_target_inputs`` attribute, or 0.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        input_size: int,
+        template: str,
+        raw_name: str = "raw",
+        raw_range: tuple[float, float] = (0.0, 1.0),
+        mapping: ScoreMapping | None = None,
+        normalize: str = "imagenet",
+        grid: int = 5,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        extra_inputs: int | None = None,
+    ) -> None:
+        if normalize not in _NORMALIZATIONS:
+            raise InvalidArgumentError(f"unknown normalisation {normalize!r} ({', '.join(_NORMALIZATIONS)})")
+        if input_size < 1 or batch_size < 1 or grid < 1:
+            raise InvalidArgumentError("input_size, batch_size and grid must be positive")
+        self._device = torch.device(device) if device is not None else default_device()
+        self._model = model.to(self._device).eval()
+        self._name = name
+        self._input_size = int(input_size)
+        self._template = template
+        self._raw_name = raw_name
+        self._raw_range = (float(raw_range[0]), float(raw_range[1]))
+        self._mapping = mapping if mapping is not None else ScoreMapping.identity()
+        self._normalize = normalize
+        self._grid = int(grid)
+        self._batch_size = int(batch_size)
+        self._extra_inputs = int(getattr(model, "extra_target_inputs", 0) if extra_inputs is None else extra_inputs)
+        mean, std = _NORMALIZATIONS[normalize]
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        """Weights name."""
+        return self._name
+
+    @property
+    def input_size(self) -> int:
+        """Crop side in pixels."""
+        return self._input_size
+
+    @property
+    def template(self) -> str:
+        """Alignment template name for face crops."""
+        return self._template
+
+    @property
+    def raw_name(self) -> str:
+        """Name of the raw output."""
+        return self._raw_name
+
+    @property
+    def raw_range(self) -> tuple[float, float]:
+        """Typical (low, high) of the raw output."""
+        return self._raw_range
+
+    @property
+    def mapping(self) -> ScoreMapping:
+        """raw -> score mapping."""
+        return self._mapping
+
+    @property
+    def device(self) -> torch.device:
+        """Device the model runs on."""
+        return self._device
+
+    @property
+    def grid(self) -> int:
+        """K of the whole-image K x K crop grid."""
+        return self._grid
+
+    @property
+    def batch_size(self) -> int:
+        """Crops per forward pass."""
+        return self._batch_size
+
+    @property
+    def extra_inputs(self) -> int:
+        """Extra scalars per crop the model needs (``extra=`` argument)."""
+        return self._extra_inputs
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped network (in eval mode)."""
+        return self._model
+
+    def __repr__(self) -> str:
+        return (
+            f"QualityScorer(name={self._name!r}, input_size={self._input_size}, template={self._template!r}, "
+            f"raw_name={self._raw_name!r}, device={str(self._device)!r})"
+        )
+
+    # ------------------------------------------------------------------ running
+    def _extra_array(self, extra: Any, n: int) -> np.ndarray:
+        if self._extra_inputs == 0:
+            if extra is not None:
+                raise InvalidArgumentError(f"{self._name} takes no extra inputs")
+            return np.zeros((n, 0), dtype=np.float32)
+        if extra is None:
+            raise InvalidArgumentError(f"{self._name} needs extra= with {self._extra_inputs} value(s) per image")
+        arr = np.asarray(extra, dtype=np.float64)
+        if arr.ndim == 1 and self._extra_inputs == 1:
+            arr = arr[:, None]
+        if arr.shape != (n, self._extra_inputs) or not np.all(np.isfinite(arr)):
+            raise InvalidArgumentError(f"extra must be finite with shape ({n}, {self._extra_inputs}), got {arr.shape}")
+        return arr.astype(np.float32)
+
+    def _forward(self, crops: torch.Tensor, extra: np.ndarray) -> np.ndarray:
+        """Raw outputs (float64) of (M, 3, S, S) crops in [0, 1], in chunks of batch_size."""
+        out = np.empty(crops.shape[0], dtype=np.float64)
+        self._model.eval()
+        with torch.inference_mode():
+            for start in range(0, crops.shape[0], self._batch_size):
+                stop = start + self._batch_size
+                x = crops[start:stop].to(self._device, torch.float32)
+                x = (x - self._mean) / self._std
+                if self._extra_inputs:
+                    e = torch.from_numpy(extra[start:stop]).to(self._device)
+                    y = self._model(x, e)
+                else:
+                    y = self._model(x)
+                y = y.reshape(-1)
+                if y.shape[0] != x.shape[0]:
+                    raise InvalidArgumentError(
+                        f"{self._name}: the model returned {y.shape[0]} values for {x.shape[0]} crops"
+                    )
+                out[start:stop] = y.double().cpu().numpy()
+        return out
+
+    def _finish(self, raw: np.ndarray, n_crops: np.ndarray) -> Scores:
+        raw = np.ascontiguousarray(raw, dtype=np.float64)
+        return Scores(score=self._mapping(raw), raw=raw, n_crops=n_crops.astype(np.int64))
+
+    def score_crops(self, crops: ImagesInput, *, flip: bool = False, extra: Any = None) -> Scores:
+        """Score crops that are already ``input_size`` x ``input_size`` (one pass each).
+
+        Args:
+            crops: N crops in any accepted input form.
+            flip: also score the horizontally mirrored crops and average the raw outputs.
+            extra: (N, extra_inputs) values for models that take them (e.g. log inter-eye
+                distance); must be None for models that do not.
+
+        Raises:
+            InvalidArgumentError: wrong type, size or value range.
+        """
+        images = to_image_list(crops)
+        size = self._input_size
+        for img in images:
+            if tuple(img.shape[-2:]) != (size, size):
+                raise InvalidArgumentError(
+                    f"crops must be {size}x{size}, got {img.shape[-1]}x{img.shape[-2]}; "
+                    "use score_image() for whole images"
+                )
+        batch = torch.stack(images)
+        extra_arr = self._extra_array(extra, len(images))
+        raw = self._forward(batch, extra_arr)
+        if flip:
+            raw = (raw + self._forward(batch.flip(-1), extra_arr)) / 2.0
+        return self._finish(raw, np.full(len(images), 2 if flip else 1))
+
+    def score_image(self, images: ImagesInput, *, flip: bool = False, extra: Any = None) -> Scores:
+        """Score whole images of any size with the deterministic crop grid.
+
+        Args:
+            images: one image or several (any accepted form; sizes may differ in a list).
+            flip: also score every crop mirrored.
+            extra: (N, extra_inputs) values per image, repeated for each of its crops.
+        """
+        items = to_image_list(images)
+        extra_arr = self._extra_array(extra, len(items))
+        size = self._input_size
+        sums = np.zeros(len(items), dtype=np.float64)
+        counts = np.zeros(len(items), dtype=np.int64)
+        raws: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+
+        def run(chunk: list[torch.Tensor], owner: list[int]) -> None:
+            batch = torch.stack(chunk)
+            own = np.asarray(owner)
+            raws.append(self._forward(batch, extra_arr[own]))
+            owners.append(own)
+            if flip:
+                raws.append(self._forward(batch.flip(-1), extra_arr[own]))
+                owners.append(own)
+
+        chunk: list[torch.Tensor] = []
+        owner: list[int] = []
+        for i, img in enumerate(items):
+            img = _upscale_to(img, size)
+            for y, x in crop_grid(img.shape[-2], img.shape[-1], size, self._grid):
+                chunk.append(img[:, y : y + size, x : x + size])
+                owner.append(i)
+                if len(chunk) == self._batch_size:
+                    run(chunk, owner)
+                    chunk, owner = [], []
+        if chunk:
+            run(chunk, owner)
+        all_raw = np.concatenate(raws)
+        all_owner = np.concatenate(owners)
+        # Sum per image in a fixed order (np.add.at is unbuffered and sequential).
+        np.add.at(sums, all_owner, all_raw)
+        np.add.at(counts, all_owner, 1)
+        return self._finish(sums / counts, counts)

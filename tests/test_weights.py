@@ -1,0 +1,441 @@
+"""Weights registry: manifest, lookup order, verification, downloads from a local server, import."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+import faceiqa.weights as registry
+from faceiqa.errors import ChecksumError, DownloadError, UnknownWeightsError, WeightsError, WeightsNotFoundError
+from faceiqa.weights import ScoreMapping
+
+from conftest import REPO
+
+PAYLOAD = os.urandom(300_000)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class FileServer:
+    """HTTP server on 127.0.0.1 serving in-memory files, with Range support and fault injection.
+
+    ``files`` maps a path (``/name``) to bytes; ``cut_after`` makes the next response for a
+    path stop after that many bytes; ``html`` serves a web page for a path; every request's
+    path and Range header are recorded in ``log``; paths in ``no_range`` ignore Range headers.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut_after: dict[str, int] = {}
+        self.html: dict[str, str] = {}
+        self.no_range: set[str] = set()
+        self.log: list[tuple[str, str]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                path = self.path
+                server.log.append((path, self.headers.get("Range", "")))
+                route = path.split("?")[0]
+                if route in server.html:
+                    body = server.html[route].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                data = server.files.get(route)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                if m and route not in server.no_range:
+                    start = int(m.group(1))
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = server.cut_after.pop(route, None)
+                self.wfile.write(body if cut is None else body[:cut])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    with FileServer() as srv:
+        yield srv
+
+
+def write_manifest(path: Path, urls: list[str], *, name="tiny-test", size=None, sha=PAYLOAD_SHA, default=None) -> Path:
+    entry = {
+        "name": name,
+        "file": "tiny_test.bin",
+        "size": len(PAYLOAD) if size is None else size,
+        "sha256": sha,
+        "urls": urls,
+        "kind": "quality",
+        "architecture": "hyperiqa-resnet50",
+        "layout": "hyperiqa-official",
+        "backbone": "resnet50",
+        "input": {"size": 224, "template": "hyperiqa-224", "normalize": "imagenet", "grid": 5},
+        "score": {"raw_name": "x", "raw_range": [0, 1], "mapping": {"kind": "identity"}},
+        "licence": "MIT",
+        "citation": "none",
+        "description": "test payload",
+    }
+    path.write_text(json.dumps({"format": 1, "default": default, "weights": [entry]}))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A private manifest and FACEIQA_HOME; downloads allowed; no bundled pretrained/ dirs."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FACEIQA_HOME", str(home))
+    monkeypatch.delenv("FACEIQA_OFFLINE", raising=False)
+    monkeypatch.setattr(registry, "_data_dirs", lambda: [tmp_path / "pretrained"])
+
+    def use(urls: list[str], **kw) -> Path:
+        manifest = write_manifest(tmp_path / "manifest.json", urls, **kw)
+        monkeypatch.setenv("FACEIQA_MANIFEST", str(manifest))
+        return home
+
+    return use
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def test_shipped_manifest_entry_hyperiqa_koniq():
+    manifest = registry.load_manifest(REPO / "pretrained" / "manifest.json")
+    assert manifest.default is None
+    spec = next(s for s in manifest.weights if s.name == "hyperiqa-koniq")
+    assert (spec.file, spec.size) == ("koniq_pretrained.pkl", 109_768_650)
+    assert spec.sha256 == "ff9277bcc68ecc10e77d88b6d0a32825ec3c85562095542734ec6212eaaf6d81"
+    assert (spec.kind, spec.architecture, spec.layout, spec.backbone) == (
+        "quality",
+        "hyperiqa-resnet50",
+        "hyperiqa-official",
+        "resnet50",
+    )
+    assert spec.input is not None and (spec.input.size, spec.input.template, spec.input.normalize) == (
+        224,
+        "hyperiqa-224",
+        "imagenet",
+    )
+    assert spec.score is not None and spec.score.raw_range == (0.0, 100.0) and spec.score.higher_is_better
+    assert spec.score.mapping == ScoreMapping.linear(0, 100)
+    assert spec.urls and all(u.startswith("https://") for u in spec.urls)
+    assert any("drive.google.com" in u and "1OOUmnbvpGea0LIGpIWEbOyxfWx6UCiiE" in u for u in spec.urls)
+    assert spec.licence.startswith("MIT") and "CVPR 2020" in spec.citation
+
+
+def test_unknown_name_suggests_the_close_one(env):
+    env(["http://127.0.0.1:9/x"])
+    with pytest.raises(UnknownWeightsError, match="did you mean 'tiny-test'"):
+        registry.get_spec("tiny-tset")
+    with pytest.raises(UnknownWeightsError):
+        registry.resolve("no-such-weights")
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d["weights"][0].update(sha256="abc"), "64 hex"),
+        (lambda d: d["weights"].append(dict(d["weights"][0])), "duplicate"),
+        (lambda d: d.update(default="nope"), "default 'nope'"),
+        (lambda d: d["weights"][0].update(file="../escape.bin"), "plain file name"),
+        (lambda d: d["weights"][0].pop("score"), "need 'architecture', 'input' and 'score'"),
+        (lambda d: d.update(format=2), "format-1"),
+    ],
+)
+def test_invalid_manifests_are_rejected(tmp_path, mutate, match):
+    path = write_manifest(tmp_path / "m.json", [])
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match=match):
+        registry.load_manifest(path)
+
+
+def test_recognizer_entries_need_no_score_block(tmp_path):
+    path = tmp_path / "m.json"
+    entry = {"name": "rec", "file": "rec.pt", "size": 10, "sha256": "0" * 64, "kind": "recognizer"}
+    path.write_text(json.dumps({"format": 1, "default": None, "weights": [entry]}))
+    spec = registry.load_manifest(path).weights[0]
+    assert spec.score is None and spec.urls == () and spec.kind == "recognizer"
+
+
+# --------------------------------------------------------------------------- lookup and verification
+
+
+def test_lookup_order_home_before_pretrained_and_explicit_paths(env, tmp_path):
+    home = env([])
+    bundled = tmp_path / "pretrained" / "tiny_test.bin"
+    bundled.parent.mkdir()
+    bundled.write_bytes(PAYLOAD)
+    assert registry.resolve("tiny-test") == bundled
+    home.mkdir()
+    (home / "tiny_test.bin").write_bytes(PAYLOAD)
+    assert registry.resolve("tiny-test") == home / "tiny_test.bin"
+    assert registry.find_local("tiny-test") == [home / "tiny_test.bin", bundled]
+    assert registry.resolve(bundled) == bundled
+    assert registry.resolve(str(bundled)) == bundled
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        registry.resolve(tmp_path / "nope.pkl")
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        registry.resolve("some/dir/nope.pkl")
+
+
+def test_corrupt_file_fails_verification(env):
+    home = env([])
+    home.mkdir()
+    bad = bytearray(PAYLOAD)
+    bad[1000] ^= 0xFF
+    (home / "tiny_test.bin").write_bytes(bytes(bad))
+    with pytest.raises(ChecksumError, match="sha256 .* does not match tiny-test's"):
+        registry.verify("tiny-test")
+    with pytest.raises(ChecksumError, match="does not match"):
+        registry.resolve("tiny-test")
+    (home / "tiny_test.bin").write_bytes(PAYLOAD[:-1])
+    with pytest.raises(ChecksumError, match="299999 bytes, but tiny-test"):
+        registry.verify("tiny-test")
+
+
+def test_verification_is_cached_per_path_size_and_mtime(env, monkeypatch):
+    home = env([])
+    home.mkdir()
+    path = home / "tiny_test.bin"
+    path.write_bytes(PAYLOAD)
+    calls = []
+    real = registry.sha256_file
+    monkeypatch.setattr(registry, "sha256_file", lambda p: calls.append(p) or real(p))
+    registry.resolve("tiny-test")
+    registry.resolve("tiny-test")
+    assert len(calls) == 1
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    registry.resolve("tiny-test")
+    assert len(calls) == 2
+    registry.verify("tiny-test")  # explicit verification always re-reads the file
+    assert len(calls) == 3
+
+
+def test_matching_specs_recognises_the_registered_bytes(env, tmp_path):
+    env([])
+    other = tmp_path / "renamed.bin"
+    other.write_bytes(PAYLOAD)
+    assert [s.name for s in registry.matching_specs(other)] == ["tiny-test"]
+    other.write_bytes(PAYLOAD[:10])
+    assert registry.matching_specs(other) == []
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def test_offline_download_fails_with_the_documented_message(env, monkeypatch):
+    home = env(["https://example.invalid/tiny_test.bin"])
+    monkeypatch.setenv("FACEIQA_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as info:
+        registry.resolve("tiny-test")
+    message = str(info.value)
+    assert "\n" not in message
+    for part in (
+        "tiny_test.bin",
+        PAYLOAD_SHA,
+        "FACEIQA_OFFLINE=1",
+        "https://example.invalid/tiny_test.bin",
+        str(home / "tiny_test.bin"),
+    ):
+        assert part in message
+    assert not home.exists() or not any(home.iterdir())
+
+
+def test_resolve_without_download_permission(env):
+    env(["http://127.0.0.1:9/x"])
+    with pytest.raises(WeightsNotFoundError, match="downloads were not allowed"):
+        registry.resolve("tiny-test", download=False)
+
+
+def test_download_from_a_local_server(env, server):
+    server.files["/tiny_test.bin"] = PAYLOAD
+    home = env([server.url + "/tiny_test.bin"])
+    path = registry.resolve("tiny-test", progress=False)
+    assert path == home / "tiny_test.bin" and path.read_bytes() == PAYLOAD
+    assert not (home / "tiny_test.bin.part").exists()
+    assert registry.resolve("tiny-test") == path
+    assert len(server.log) == 1  # the second call found the verified file
+
+
+def test_download_returns_a_verified_bundled_copy_unless_forced(env, server, tmp_path):
+    server.files["/tiny_test.bin"] = PAYLOAD
+    home = env([server.url + "/tiny_test.bin"])
+    bundled = tmp_path / "pretrained" / "tiny_test.bin"
+    bundled.parent.mkdir()
+    bundled.write_bytes(PAYLOAD)
+    assert registry.download_weights("tiny-test", progress=False) == bundled
+    assert server.log == []
+    assert registry.download_weights("tiny-test", progress=False, force=True) == home / "tiny_test.bin"
+    assert len(server.log) == 1
+
+
+def test_download_resumes_from_a_partial_file(env, server):
+    server.files["/tiny_test.bin"] = PAYLOAD
+    home = env([server.url + "/tiny_test.bin"])
+    home.mkdir()
+    (home / "tiny_test.bin.part").write_bytes(PAYLOAD[:123_456])
+    path = registry.download_weights("tiny-test", progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert server.log == [("/tiny_test.bin", "bytes=123456-")]
+
+
+def test_server_ignoring_range_restarts_cleanly(env, server):
+    server.files["/tiny_test.bin"] = PAYLOAD
+    server.no_range.add("/tiny_test.bin")
+    home = env([server.url + "/tiny_test.bin"])
+    home.mkdir()
+    (home / "tiny_test.bin.part").write_bytes(b"x" * 5000)
+    assert registry.download_weights("tiny-test", progress=False).read_bytes() == PAYLOAD
+    assert server.log == [("/tiny_test.bin", "bytes=5000-")]
+
+
+def test_interrupted_download_keeps_the_part_and_resumes(env, server):
+    server.files["/tiny_test.bin"] = PAYLOAD
+    server.cut_after["/tiny_test.bin"] = 100_000
+    home = env([server.url + "/tiny_test.bin"])
+    with pytest.raises(DownloadError, match="connection closed after 100000"):
+        registry.download_weights("tiny-test", progress=False)
+    assert (home / "tiny_test.bin.part").stat().st_size == 100_000
+    assert not (home / "tiny_test.bin").exists()
+    assert registry.download_weights("tiny-test", progress=False).read_bytes() == PAYLOAD
+    assert server.log[-1] == ("/tiny_test.bin", "bytes=100000-")
+
+
+def test_wrong_checksum_download_leaves_no_file(env, server):
+    server.files["/tiny_test.bin"] = bytes(reversed(PAYLOAD))
+    home = env([server.url + "/tiny_test.bin"])
+    with pytest.raises(DownloadError, match="sha256 .* does not match") as info:
+        registry.download_weights("tiny-test", progress=False)
+    assert PAYLOAD_SHA in str(info.value)
+    assert not (home / "tiny_test.bin").exists()
+    assert not (home / "tiny_test.bin.part").exists()
+
+
+def test_failing_urls_fall_through_to_the_next(env, server):
+    server.files["/good.bin"] = PAYLOAD
+    server.html["/page.bin"] = "<html><title>Sign in</title></html>"
+    env([server.url + "/missing.bin", server.url + "/page.bin", server.url + "/good.bin"])
+    path = registry.download_weights("tiny-test", progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert [p for p, _ in server.log] == ["/missing.bin", "/page.bin", "/good.bin"]
+
+
+def test_all_urls_failing_names_each_failure(env, server):
+    server.html["/page.bin"] = "<html>login</html>"
+    env([server.url + "/missing.bin", server.url + "/page.bin"])
+    with pytest.raises(DownloadError) as info:
+        registry.download_weights("tiny-test", progress=False)
+    message = str(info.value)
+    assert "HTTP 404" in message and "web page, not the file" in message and PAYLOAD_SHA in message
+
+
+DRIVE_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
+<p>Google Drive can't scan this file for viruses.</p>
+<form id="download-form" action="{base}/download" method="get">
+<input type="submit" value="Download anyway"/>
+<input type="hidden" name="id" value="FILEID123">
+<input type="hidden" name="export" value="download">
+<input type="hidden" name="confirm" value="t">
+<input type="hidden" name="uuid" value="0a1b2c">
+</form></body></html>"""
+
+
+def test_google_drive_confirmation_page_is_followed(env, server, monkeypatch):
+    monkeypatch.setattr(registry, "_DRIVE_HOSTS", ("127.0.0.1",))
+    server.html["/uc"] = DRIVE_PAGE.format(base=server.url)
+    server.files["/download"] = PAYLOAD
+    env([server.url + "/file/d/FILEID123/view?usp=sharing"])
+    path = registry.download_weights("tiny-test", progress=False)
+    assert path.read_bytes() == PAYLOAD
+    first, second = server.log[0][0], server.log[1][0]
+    assert first == "/uc?export=download&id=FILEID123"
+    assert second.startswith("/download?") and "id=FILEID123" in second and "confirm=t" in second
+
+
+def test_drive_helpers():
+    url = "https://drive.google.com/file/d/1OOUmnbvpGea0LIGpIWEbOyxfWx6UCiiE/view?usp=sharing"
+    assert (
+        registry.drive_direct_url(url)
+        == "https://drive.google.com/uc?export=download&id=1OOUmnbvpGea0LIGpIWEbOyxfWx6UCiiE"
+    )
+    page = '<a href="/uc?export=download&amp;confirm=AbC_1&amp;id=X">Download</a>'
+    assert (
+        registry.drive_confirm_url(page, "https://drive.google.com/uc?id=X")
+        == "https://drive.google.com/uc?id=X&confirm=AbC_1"
+    )
+    with pytest.raises(DownloadError, match="quota exceeded"):
+        registry.drive_confirm_url("<html><title>Quota exceeded</title></html>", "https://drive.google.com/uc?id=X")
+
+
+# --------------------------------------------------------------------------- import
+
+
+def test_import_copies_and_keeps_the_source(env, tmp_path):
+    home = env([])
+    src = tmp_path / "downloads" / "my copy.bin"
+    src.parent.mkdir()
+    src.write_bytes(PAYLOAD)
+    dest = registry.import_weights("tiny-test", src)
+    assert dest == home / "tiny_test.bin" and dest.read_bytes() == PAYLOAD
+    assert src.read_bytes() == PAYLOAD
+    assert registry.resolve("tiny-test") == dest
+    assert registry.import_weights("tiny-test", dest) == dest  # importing the installed file is a no-op
+
+
+def test_import_refuses_a_different_file_and_leaves_nothing(env, tmp_path):
+    home = env([])
+    src = tmp_path / "other.bin"
+    src.write_bytes(bytes(reversed(PAYLOAD)))
+    with pytest.raises(ChecksumError, match="not imported"):
+        registry.import_weights("tiny-test", src)
+    assert src.exists()
+    assert not (home / "tiny_test.bin").exists() and list(home.iterdir()) == []
+    src.write_bytes(PAYLOAD[:5])
+    with pytest.raises(ChecksumError, match="5 bytes"):
+        registry.import_weights("tiny-test", src)
+    with pytest.raises(WeightsNotFoundError):
+        registry.import_weights("tiny-test", tmp_path / "missing.bin")
+
+
+def test_sha256_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(PAYLOAD)
+    assert registry.sha256_file(path) == PAYLOAD_SHA
