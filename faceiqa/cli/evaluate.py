@@ -1,0 +1,463 @@
+"""``faceiqa evaluate ...``: what a quality score is worth (agreement, utility, monotonicity)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+import numpy as np
+
+from faceiqa.errors import FaceIQAError
+
+log = logging.getLogger("faceiqa.cli.evaluate")
+
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+_OUT_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    """A library error as a one-line CLI error (exit code 1)."""
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _evaluate_module():
+    """``faceiqa.evaluate``, or a one-line error when the evaluation extras are missing."""
+    try:
+        from faceiqa import evaluate as ev
+    except ModuleNotFoundError as exc:
+        if exc.name in ("scipy", "matplotlib"):
+            raise click.ClickException(f"'faceiqa evaluate' needs {exc.name}: pip install 'faceiqa[eval]'") from None
+        raise
+    return ev
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return lambda items: tqdm(items, unit="img", leave=False)
+
+
+def _parse_floats(text: str, param: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=param) from None
+    if not values:
+        raise click.BadParameter("expected at least one number", param_hint=param)
+    return values
+
+
+def _parse_spec(spec: str | None) -> str | None:
+    from faceiqa.degrade import format_spec, parse_spec
+
+    if spec is None:
+        return None
+    try:
+        return format_spec(parse_spec(spec))
+    except FaceIQAError as exc:
+        raise click.BadParameter(str(exc), param_hint="--degrade") from None
+
+
+def _fmt_ci(ci: tuple[float, float]) -> str:
+    low, high = ci
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"[{low:.4f}, {high:.4f}]"
+
+
+def register(main: click.Group) -> None:
+    """Attach the ``evaluate`` group to the top-level CLI."""
+    main.add_command(evaluate)
+
+
+@click.group()
+def evaluate() -> None:
+    """Measure a quality score: agreement with people, recognition utility, monotonicity."""
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@evaluate.command("mos")
+@click.option(
+    "--scores", "scores_csv", required=True, type=_EXISTING_FILE, help="Quality CSV (faceiqa report or path,score)."
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    required=True,
+    type=_EXISTING_FILE,
+    help="Label CSV (a path/image column and a label column).",
+)
+@click.option("--score-column", default="score", show_default=True, help="Score column in --scores.")
+@click.option("--label-column", default="mos", show_default=True, help="Label column in --labels.")
+@click.option(
+    "--bootstrap",
+    "n_bootstrap",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Bootstrap resamples (0: no intervals).",
+)
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Interval coverage.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Bootstrap seed.")
+@click.option("--json", "json_out", type=_OUT_FILE, help="Also write the results as JSON here.")
+def mos_command(scores_csv, labels_csv, score_column, label_column, n_bootstrap, confidence, seed, json_out) -> None:
+    """Agreement of quality scores with human labels: SRCC, KRCC, PLCC, RMSE.
+
+    Images are joined on their path, comparing trailing components (a bare file name also
+    matches). PLCC and RMSE are computed after the 4-parameter logistic fit (a line when
+    that fit fails; the output says which). Intervals are percentile bootstrap intervals
+    over images.
+    """
+    ev = _evaluate_module()
+
+    try:
+        res = ev.evaluate_mos(
+            scores_csv,
+            labels_csv,
+            score_column=score_column,
+            label_column=label_column,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            seed=seed,
+        )
+    except FaceIQAError as exc:
+        raise _fail(exc) from None
+    a = res.agreement
+    click.echo(
+        f"images: {res.n_matched} used of {res.n_labels} labelled "
+        f"({res.n_failed} without a score, {res.n_unmatched} not in the score CSV)"
+    )
+    pct = f"{100 * a.confidence:g}%"
+    click.echo(f"{'metric':<6} {'value':>8}  {pct + ' interval' if n_bootstrap else ''}")
+    for name, value, ci in (
+        ("SRCC", a.srcc, a.srcc_ci),
+        ("KRCC", a.krcc, a.krcc_ci),
+        ("PLCC", a.plcc, a.plcc_ci),
+        ("RMSE", a.rmse, a.rmse_ci),
+    ):
+        click.echo(f"{name:<6} {value:>8.4f}  {_fmt_ci(ci)}".rstrip())
+    fit = "4-parameter logistic" if a.fit.kind == "logistic" else f"linear ({a.fit.message})"
+    click.echo(f"PLCC/RMSE after a {fit} fit; RMSE in label units")
+    if n_bootstrap:
+        click.echo(f"bootstrap: {a.n_bootstrap_valid}/{a.n_bootstrap} valid resamples, seed {a.seed}")
+    if json_out:
+        json_out.write_text(json.dumps(res.to_dict(), indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _limit_pairs(pairs, limit: int | None):
+    """Up to ``limit`` pairs, half genuine and half impostor, spread evenly over the file."""
+    if not limit or limit >= len(pairs):
+        return pairs
+    out = []
+    for kind in (True, False):
+        group = [p for p in pairs if p.genuine is kind]
+        take = min(len(group), limit // 2 + (limit % 2 if kind else 0))
+        idx = np.unique(np.linspace(0, len(group) - 1, take).round().astype(int)) if take else []
+        out += [group[i] for i in idx]
+    return out
+
+
+@evaluate.command("edc")
+@click.option(
+    "--pairs", "pairs_path", required=True, type=_EXISTING_FILE, help="Verification pairs (LFW pairs.txt format)."
+)
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=_EXISTING_DIR,
+    help="Image folder in the LFW layout <Name>/<Name>_<NNNN>.jpg.",
+)
+@click.option(
+    "--scores",
+    "scores",
+    multiple=True,
+    type=_EXISTING_FILE,
+    help="Quality CSV; more CSVs may follow it (or repeat --scores).",
+)
+@click.argument("more_scores", nargs=-1, type=_EXISTING_FILE)
+@click.option(
+    "--baselines",
+    default="",
+    help="Comma-separated baselines computed on the fly: detprob,sharpness,exposure,eye_distance,random (or 'all').",
+)
+@click.option(
+    "--degrade",
+    "degrade_spec",
+    default=None,
+    help="Degrade the pair images first, e.g. 'blur:3,jpeg:2' (seeded per image).",
+)
+@click.option(
+    "--degrade-fraction",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Share of images degraded (chosen per image from the seed).",
+)
+@click.option(
+    "--fmr", "fmr_text", default="1e-2,1e-3", show_default=True, help="Target FMRs the thresholds are fixed at."
+)
+@click.option(
+    "--max-discard",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Discard fraction of the partial AUC and the plot's x range.",
+)
+@click.option("--plot", "plot_path", type=_OUT_FILE, help="Write the EDC plot (PNG) here.")
+@click.option("--table", "table_path", type=_OUT_FILE, help="Write the table here (.csv, or .md for markdown).")
+@click.option("--score-column", default="score", show_default=True, help="Score column in the quality CSVs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Use at most N pairs (half genuine, half impostor, spread over the file).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the degradations and the random baseline.",
+)
+@click.option("--device", default=None, help="Torch device for detection and recognition (default: automatic).")
+@click.option("--progress/--no-progress", default=False, help="Show a progress bar on stderr.")
+def edc_command(
+    pairs_path,
+    images_dir,
+    scores,
+    more_scores,
+    baselines,
+    degrade_spec,
+    degrade_fraction,
+    fmr_text,
+    max_discard,
+    plot_path,
+    table_path,
+    score_column,
+    limit,
+    seed,
+    device,
+    progress,
+) -> None:
+    """Error-versus-Discard Characteristic: does discarding low-quality images cut FNMR?
+
+    Thresholds are fixed on all pairs for each target FMR; genuine pairs are then discarded
+    in increasing pair quality (the lower of the two images' qualities) and the FNMR is
+    recomputed. Images a source could not rate (no face, failed, missing from its CSV) get
+    its lowest value; pairs with an image without a face count as non-matches.
+
+    With --degrade the pair images (all, or the --degrade-fraction chosen per image) are
+    degraded on the fly before detection, recognition and the baselines. Quality CSVs must
+    then have been computed on the same degraded images: make them with 'faceiqa evaluate
+    degrade-set' (same --degrade, --degrade-fraction and --seed) and score that folder with
+    'faceiqa score'.
+    """
+    ev = _evaluate_module()
+    from faceiqa.baselines import BASELINES
+    from faceiqa.edc import plot_edc
+    from faceiqa.verification import read_pairs
+
+    csvs = list(scores) + list(more_scores)
+    names = [b.strip().lower() for b in baselines.split(",") if b.strip()]
+    if names == ["all"]:
+        names = list(BASELINES)
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINES)})", param_hint="--baselines"
+        )
+    if not csvs and not names:
+        raise click.UsageError("give at least one quality source: --scores Q.csv and/or --baselines")
+    fmrs = _parse_floats(fmr_text, "--fmr")
+    if not all(0 < f < 1 for f in fmrs):
+        raise click.BadParameter("target FMRs must be in (0, 1)", param_hint="--fmr")
+    spec = _parse_spec(degrade_spec)
+    if degrade_fraction < 1.0 and spec is None:
+        raise click.UsageError("--degrade-fraction needs --degrade")
+
+    try:
+        pairs = _limit_pairs(read_pairs(pairs_path), limit)
+        detector, recognizer = ev.load_models(device)
+        report = ev.evaluate_edc(
+            pairs,
+            images_dir,
+            detector=detector,
+            recognizer=recognizer,
+            score_csvs=csvs,
+            baselines=names,
+            degrade_spec=spec,
+            degrade_fraction=degrade_fraction,
+            fmrs=fmrs,
+            max_discard=max_discard,
+            seed=seed,
+            score_column=score_column,
+            progress=_progress(progress),
+        )
+    except FaceIQAError as exc:
+        raise _fail(exc) from None
+
+    s = report.scores
+    n_gen = int(s.genuine.sum())
+    click.echo(
+        f"pairs: {len(s.keys)} ({n_gen} genuine, {len(s.keys) - n_gen} impostor); images: {len(s.images)} "
+        f"({s.count('no_face')} without a face, {s.count('unreadable')} unreadable); degrade: {s.plan.describe()}"
+    )
+    for c in report.curves:
+        if c.source == report.sources[0].name:
+            p = c.point
+            note = "" if p.resolvable else f"  (only {p.n_impostors} impostors: FMR {p.target_fmr:g} not resolvable)"
+            click.echo(
+                f"FMR {p.target_fmr:g}: distance threshold {p.threshold:.4f}, "
+                f"achieved FMR {p.achieved_fmr:.4g}, FNMR {p.fnmr:.4f}{note}"
+            )
+    for src in report.sources:
+        if src.n_unrated:
+            absent = f", {src.n_absent} absent from its CSV" if src.n_absent else ""
+            click.echo(f"{src.name}: {src.n_unrated} of {src.n_images} images unrated{absent} -> lowest quality")
+    click.echo(ev.format_table(report.table))
+    click.echo(f"pauc = mean FNMR over discard 0..{max_discard:g} (lower is better)")
+    try:
+        if table_path:
+            ev.write_table(report.table, table_path)
+            click.echo(f"table: {table_path}")
+        if plot_path:
+            title = f"EDC (degrade: {s.plan.describe()})" if s.plan.steps else "EDC"
+            plot_edc(report.curves, plot_path, max_discard=max_discard, title=title)
+            click.echo(f"plot: {plot_path}")
+    except OSError as exc:
+        raise _fail(exc) from None
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        raise click.ClickException("--plot needs matplotlib: pip install 'faceiqa[eval]'") from None
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@evaluate.command("degrade-set")
+@click.option("--images", "images_dir", required=True, type=_EXISTING_DIR, help="Folder of pristine images.")
+@click.option("--degrade", "degrade_spec", required=True, help="Degradations, e.g. 'blur:3,jpeg:2'.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the degraded PNG copies.",
+)
+@click.option("--pairs", "pairs_path", type=_EXISTING_FILE, help="Only the images named in this pairs file.")
+@click.option(
+    "--degrade-fraction",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Share of images degraded (the others are copied unchanged).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Base seed (same as 'evaluate edc --seed').",
+)
+@click.option("--progress/--no-progress", default=False, help="Show a progress bar on stderr.")
+def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_fraction, seed, progress) -> None:
+    """Write copies (PNG, same relative names) exactly as 'evaluate edc --degrade' sees them.
+
+    Existing files are never overwritten; a folder made with other settings is refused.
+    """
+    ev = _evaluate_module()
+    from faceiqa.verification import read_pairs
+
+    spec = _parse_spec(degrade_spec)
+    try:
+        keys = None
+        if pairs_path:
+            keys = [k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair]
+        res = ev.degrade_set(
+            images_dir, spec, out_dir, seed=seed, fraction=degrade_fraction, keys=keys, progress=_progress(progress)
+        )
+    except FaceIQAError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"{res.written} written, {res.skipped} already present (kept), {len(res.failed)} unreadable -> {res.out_dir}"
+    )
+    for key, msg in list(res.failed.items())[:10]:
+        click.echo(f"  {key}: {msg}", err=True)
+    if res.written == 0 and res.skipped == 0:
+        raise click.ClickException("no image could be degraded")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@evaluate.command("monotonicity")
+@click.option("--images", "images_dir", required=True, type=_EXISTING_DIR, help="Folder of pristine face photos.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Photos to use (spread evenly over the sorted list).",
+)
+@click.option("--kinds", default=None, help="Comma-separated degradation kinds (default: all).")
+@click.option("--weights", default="default", show_default=True, help="Quality model: registry name or weights file.")
+@click.option("--device", default=None, help="Torch device (default: automatic).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Degradation seed.")
+@click.option("--table", "table_path", type=_OUT_FILE, help="Write the table here (.csv, or .md for markdown).")
+def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_path) -> None:
+    """Does the score fall as each degradation gets stronger?
+
+    For each kind, the Spearman correlation between level (0 = pristine .. 5) and score over
+    the levels of each photo, averaged over photos (ideal: -1). Faces are aligned to the
+    model's template from the pristine photo; the degradations are applied to the crop.
+    """
+    ev = _evaluate_module()
+    from faceiqa.degrade import get_kind
+
+    kind_list = None
+    if kinds:
+        try:
+            kind_list = [get_kind(k).name for k in kinds.split(",") if k.strip()]
+        except FaceIQAError as exc:
+            raise click.BadParameter(str(exc), param_hint="--kinds") from None
+    try:
+        paths = ev.list_images(images_dir)
+        if not paths:
+            raise FaceIQAError(f"no images under {images_dir}")
+        idx = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
+        chosen = [paths[i] for i in idx]
+        scorer = ev.load_quality_scorer(weights, device)
+        detector = ev.load_detector(device)
+        rows, skipped = ev.monotonicity_of_scorer(
+            chosen, scorer=scorer, detector=detector, kinds=kind_list, seed=seed, root=images_dir
+        )
+    except FaceIQAError as exc:
+        raise _fail(exc) from None
+    table = ev.monotonicity_table(rows)
+    click.echo(f"photos: {len(chosen) - skipped} used, {skipped} skipped (no face or unreadable)")
+    click.echo(ev.format_table(table))
+    click.echo("srcc = Spearman correlation of score with severity level; -1 is ideal")
+    if table_path:
+        try:
+            ev.write_table(table, table_path)
+        except OSError as exc:
+            raise _fail(exc) from None
+        click.echo(f"table: {table_path}")

@@ -1,0 +1,590 @@
+"""Deterministic, seeded image degradations with 5 severity levels.
+
+Every degradation takes an (H, W, 3) uint8 RGB image and returns a new image of the same
+shape and dtype. Level 0 returns an unchanged copy (the pristine reference); levels 1 (mild)
+to 5 (severe) apply the parameter in the table below. Randomness (noise fields, the motion
+direction, the colour-cast hue, the occluded region and its colour) comes from a
+``numpy.random.Generator`` built from the seed, and is drawn the same way at every level, so
+for one image and seed the levels differ only in strength: each kind is monotone in severity
+by construction (same direction, same noise field, nested occluders).
+
+Size. Geometric parameters are given in units of the inter-eye distance (IED, pixels between
+the eye centres) so that one level does similar harm to a 150-pixel chip and to a
+1000-pixel photo. The IED is, in this order: the ``eye_distance`` argument; the distance
+between the eyes of ``landmarks``; that of the ``template`` argument, or of the one
+registered alignment template (``faceiqa.alignment.TEMPLATES``) whose square size equals
+the image's (a 150-px ``dlib-150`` chip, a 224-px ``hyperiqa-224`` crop); otherwise 0.2 x
+the short side (a face-centred photo such as an LFW 250 x 250 image, IED ~ 50 px).
+Photometric kinds (noise, exposure, contrast, colour, JPEG) act per pixel and are not
+scaled: they describe the capture or the file, not the face's size.
+
+=============  ==========================================  =====  =====  =====  =====  =====
+kind           parameter                                   1      2      3      4      5
+=============  ==========================================  =====  =====  =====  =====  =====
+blur           Gaussian sigma / IED                        0.02   0.04   0.06   0.09   0.13
+motion_blur    blur length / IED (direction from seed)     0.08   0.15   0.25   0.35   0.5
+defocus        disk radius / IED                           0.03   0.06   0.09   0.13   0.18
+noise          Gaussian sigma, 8-bit levels                5      10     17     26     38
+low_light      exposure change, EV (stops)                 -1     -1.5   -2     -2.5   -3
+jpeg           JPEG quality (OpenCV / libjpeg, 4:2:0)      40     25     15     10     5
+resolution     IED after down-sampling, pixels             32     22     16     11     8
+underexposure  exposure change, EV (stops)                 -0.75  -1.5   -2.25  -3     -3.75
+overexposure   exposure change, EV (stops)                 0.5    1      1.5    2      2.5
+contrast       contrast kept (1 = unchanged)               0.7    0.5    0.35   0.22   0.12
+colour_cast    channel gain amplitude (hue from seed)      0.1    0.2    0.3    0.45   0.6
+occlusion      patch width / IED (eyes or mouth, by seed)  0.6    1.0    1.5    2.0    2.6
+=============  ==========================================  =====  =====  =====  =====  =====
+
+Details:
+
+- Exposure and low light work in linear light (gamma 2.2): ``lin * 2**EV``, clipped. Low
+  light adds signal-dependent (shot) noise after darkening: the signal is expressed in
+  photo-electrons with a full well of 800, 400, 200, 100, 50 e- at white for levels 1..5,
+  plus 1 e- of read noise; the shot noise is the Gaussian approximation of Poisson noise,
+  so one standard-normal field serves every level.
+- Noise is independent per channel.
+- Resolution loss shrinks with area averaging until the IED measures the given number of
+  pixels, then enlarges back bilinearly; a face already smaller than that is left unchanged.
+- Contrast blends every pixel towards the image's mean grey value.
+- Colour cast multiplies the channels by gains 1 + a * v (v a unit chroma direction of
+  random hue, |v| <= 1 per channel), rescaled so the Rec. 601 luma weights of the gains sum
+  to 1 (brightness is kept, up to clipping).
+- Occlusion draws a flat patch of random colour, aligned with the eye line, centred on the
+  eye midpoint or the mouth-corner midpoint; its height is 0.35, 0.45, 0.55, 0.7, 0.9 IED.
+  Landmarks are taken from ``landmarks`` (MTCNN order), else the matching alignment template,
+  else fixed fractions of the image (eyes at 40 % / 60 % of the width, 46 % of the height;
+  mouth corners at 42 % / 58 %, 64 %).
+
+Composition: :func:`compose` applies steps in order; step ``i`` draws from the generator
+seeded with ``[seed, i]`` (a single step therefore equals :func:`degrade` with that seed).
+Specs are strings ``"kind:level,kind:level"`` (:func:`parse_spec`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceiqa.alignment import TEMPLATES, AlignmentTemplate, get_template
+from faceiqa.errors import InvalidArgumentError
+
+log = logging.getLogger("faceiqa.degrade")
+
+LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+"""Severity levels accepted in specs; :func:`degrade` also accepts 0 (no change)."""
+
+_GAMMA = 2.2
+_FALLBACK_IED_FRACTION = 0.2
+# (x, y) as fractions of width and height, MTCNN order: eyes, nose, mouth corners.
+_FALLBACK_POINTS = np.array([[0.40, 0.46], [0.60, 0.46], [0.50, 0.55], [0.42, 0.64], [0.58, 0.64]], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """Where the face is, as far as a degradation needs to know.
+
+    Attributes:
+        landmarks: (5, 2) float array, MTCNN order, in image pixels.
+        ied: inter-eye distance in pixels used to scale geometric parameters (> 0).
+        source: ``"landmarks"``, ``"template:<name>"`` or ``"fractions"``.
+    """
+
+    landmarks: np.ndarray
+    ied: float
+    source: str
+
+
+DegradeFn = Callable[[np.ndarray, float, np.random.Generator, FaceGeometry, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """One registered degradation kind.
+
+    Attributes:
+        name: the kind's name in specs.
+        description: one line.
+        parameter: what ``values`` hold, with its unit.
+        values: the parameter for levels 1..5.
+        scaled: True when the parameter is relative to the inter-eye distance.
+        func: ``func(image, value, rng, geometry, level) -> image`` (internal).
+    """
+
+    name: str
+    description: str
+    parameter: str
+    values: tuple[float, ...]
+    scaled: bool
+    func: DegradeFn
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidArgumentError("image must be an (H, W, 3) uint8 RGB array")
+    if min(image.shape[:2]) < 8:
+        raise InvalidArgumentError(f"image too small to degrade: {image.shape[1]}x{image.shape[0]} (min 8x8)")
+    return image
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _to_linear(image: np.ndarray) -> np.ndarray:
+    return (image.astype(np.float64) / 255.0) ** _GAMMA
+
+
+def _from_linear(lin: np.ndarray) -> np.ndarray:
+    return _to_uint8(255.0 * np.clip(lin, 0.0, 1.0) ** (1.0 / _GAMMA))
+
+
+def _template_for(image: np.ndarray, template: AlignmentTemplate | str | None) -> AlignmentTemplate | None:
+    if template is not None:
+        tpl = get_template(template) if isinstance(template, str) else template
+        if not isinstance(tpl, AlignmentTemplate):
+            raise InvalidArgumentError("template must be an AlignmentTemplate or a registered template name")
+        return tpl
+    h, w = image.shape[:2]
+    if h != w:
+        return None
+    matches = [t for t in TEMPLATES.values() if t.size == h]
+    return matches[0] if len(matches) == 1 else None
+
+
+def face_geometry(
+    image: np.ndarray,
+    landmarks: np.ndarray | None = None,
+    eye_distance: float | None = None,
+    template: AlignmentTemplate | str | None = None,
+) -> FaceGeometry:
+    """Work out the landmarks and inter-eye distance a degradation uses (see module docstring)."""
+    _check_image(image)
+    h, w = image.shape[:2]
+    tpl = None
+    if landmarks is not None:
+        pts = np.asarray(landmarks, dtype=np.float64)
+        if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
+            raise InvalidArgumentError(f"landmarks must be a finite (5, 2) array, got shape {pts.shape}")
+        source = "landmarks"
+        ied = float(np.linalg.norm(pts[1] - pts[0]))
+    elif (tpl := _template_for(image, template)) is not None:
+        scale = h / tpl.size
+        pts = tpl.points * scale
+        source = f"template:{tpl.name}"
+        ied = tpl.eye_distance * scale
+    else:
+        pts = _FALLBACK_POINTS * [w, h]
+        source = "fractions"
+        ied = _FALLBACK_IED_FRACTION * min(h, w)
+    if eye_distance is not None:
+        if not np.isfinite(eye_distance) or eye_distance <= 0:
+            raise InvalidArgumentError(f"eye_distance must be a positive number of pixels, got {eye_distance}")
+        ied = float(eye_distance)
+    if ied <= 1.0:
+        raise InvalidArgumentError(f"inter-eye distance {ied:.2f} px is too small to scale degradations")
+    return FaceGeometry(pts, float(ied), source)
+
+
+def _filter(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    out = cv2.filter2D(image.astype(np.float32), -1, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+    return _to_uint8(out)
+
+
+def _motion_kernel(length: float, angle: float) -> np.ndarray:
+    """Anti-aliased line of ``length`` pixels at ``angle`` radians, normalised to sum 1."""
+    half = int(np.ceil(length / 2.0)) + 1
+    size = 2 * half + 1
+    kernel = np.zeros((size, size), dtype=np.float64)
+    n = max(2, int(np.ceil(4 * length)) + 1)
+    t = np.linspace(-length / 2.0, length / 2.0, n)
+    xs = half + t * np.cos(angle)
+    ys = half + t * np.sin(angle)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    fx, fy = xs - x0, ys - y0
+    # Bilinear splatting keeps the kernel continuous in length and angle.
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(kernel, (y0 + dy, x0 + dx), wgt)
+    return kernel / kernel.sum()
+
+
+def _disk_kernel(radius: float) -> np.ndarray:
+    """Anti-aliased disk (pillbox) of ``radius`` pixels, normalised to sum 1."""
+    half = int(np.ceil(radius)) + 1
+    sub = 8  # sub-samples per pixel and axis for the pixel coverage
+    coords = (np.arange((2 * half + 1) * sub) + 0.5) / sub - half - 0.5
+    xx, yy = np.meshgrid(coords, coords)
+    inside = (xx**2 + yy**2) <= radius**2
+    cover = inside.reshape(2 * half + 1, sub, 2 * half + 1, sub).mean(axis=(1, 3))
+    cover[half, half] = max(cover[half, half], 1e-6)
+    return cover / cover.sum()
+
+
+# ---------------------------------------------------------------------------------------
+# the kinds; each: (image, value, rng, geometry, level) -> image
+
+
+def _gaussian_blur(image, value, rng, geo, level):
+    sigma = value * geo.ied
+    out = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
+    return _to_uint8(out)
+
+
+def _motion_blur(image, value, rng, geo, level):
+    angle = rng.uniform(0.0, np.pi)
+    return _filter(image, _motion_kernel(value * geo.ied, angle))
+
+
+def _defocus(image, value, rng, geo, level):
+    return _filter(image, _disk_kernel(value * geo.ied))
+
+
+def _noise(image, value, rng, geo, level):
+    field = rng.standard_normal(image.shape)
+    return _to_uint8(image.astype(np.float64) + value * field)
+
+
+_LOW_LIGHT_FULL_WELL = (800.0, 400.0, 200.0, 100.0, 50.0)
+_READ_NOISE_E = 1.0
+
+
+def _low_light(image, value, rng, geo, level):
+    shot = rng.standard_normal(image.shape)
+    read = rng.standard_normal(image.shape)
+    full_well = _LOW_LIGHT_FULL_WELL[level - 1]
+    electrons = _to_linear(image) * (2.0**value) * full_well
+    noisy = electrons + np.sqrt(electrons) * shot + _READ_NOISE_E * read
+    return _from_linear(noisy / full_well)
+
+
+def _jpeg(image, value, rng, geo, level):
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(value)])
+    if not ok:
+        raise InvalidArgumentError("JPEG encoding failed")
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(decoded[:, :, ::-1])
+
+
+def _resolution(image, value, rng, geo, level):
+    factor = value / geo.ied
+    if factor >= 1.0:
+        log.debug("resolution: face IED %.1f px already <= %.0f px; image unchanged", geo.ied, value)
+        return image.copy()
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _exposure(image, value, rng, geo, level):
+    lut = _from_linear(_to_linear(np.arange(256, dtype=np.uint8)) * (2.0**value))
+    return lut[image]
+
+
+def _contrast(image, value, rng, geo, level):
+    pixels = image.astype(np.float64)
+    grey = pixels.mean()
+    return _to_uint8(grey + value * (pixels - grey))
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _colour_cast(image, value, rng, geo, level):
+    hue = rng.uniform(0.0, 2.0 * np.pi)
+    # Two orthonormal directions orthogonal to grey (1, 1, 1).
+    e1 = np.array([2.0, -1.0, -1.0]) / np.sqrt(6.0)
+    e2 = np.array([0.0, 1.0, -1.0]) / np.sqrt(2.0)
+    direction = np.cos(hue) * e1 + np.sin(hue) * e2
+    direction /= np.abs(direction).max()
+    gains = 1.0 + value * direction
+    gains /= float(_LUMA @ gains)
+    return _to_uint8(image.astype(np.float64) * gains)
+
+
+_OCCLUSION_HEIGHT = (0.35, 0.45, 0.55, 0.7, 0.9)
+
+
+def _occlusion(image, value, rng, geo, level):
+    region = "eyes" if rng.uniform() < 0.5 else "mouth"
+    colour = rng.integers(0, 256, size=3)
+    return _draw_patch(image, geo, region, value, _OCCLUSION_HEIGHT[level - 1], colour)
+
+
+def _draw_patch(
+    image: np.ndarray, geo: FaceGeometry, region: str, width: float, height: float, colour: np.ndarray
+) -> np.ndarray:
+    pts = geo.landmarks
+    centre = pts[0:2].mean(0) if region == "eyes" else pts[3:5].mean(0)
+    axis = pts[1] - pts[0]
+    norm = float(np.linalg.norm(axis))
+    u = axis / norm if norm > 1e-6 else np.array([1.0, 0.0])
+    v = np.array([-u[1], u[0]])
+    hw, hh = width * geo.ied / 2.0, height * geo.ied / 2.0
+    corners = np.array(
+        [centre - hw * u - hh * v, centre + hw * u - hh * v, centre + hw * u + hh * v, centre - hw * u + hh * v]
+    )
+    # Draw at 1/16 pixel precision so that the patch grows smoothly with the level.
+    shift = 4
+    poly = np.rint(corners * (1 << shift)).astype(np.int32)
+    out = image.copy()
+    cv2.fillConvexPoly(out, poly, [int(c) for c in colour], lineType=cv2.LINE_AA, shift=shift)
+    return out
+
+
+def occlude(
+    image: np.ndarray,
+    level: int,
+    *,
+    region: str = "eyes",
+    colour: tuple[int, int, int] = (0, 0, 0),
+    landmarks: np.ndarray | None = None,
+    eye_distance: float | None = None,
+    template: AlignmentTemplate | str | None = None,
+) -> np.ndarray:
+    """Occlusion with a chosen region (``"eyes"`` or ``"mouth"``) and patch colour (RGB 0..255).
+
+    Same patch sizes as the ``occlusion`` kind, without randomness.
+    """
+    image = _check_image(image)
+    level = _check_level(level, allow_zero=True)
+    if region not in ("eyes", "mouth"):
+        raise InvalidArgumentError(f"occlusion region must be 'eyes' or 'mouth', got {region!r}")
+    if level == 0:
+        return image.copy()
+    geo = face_geometry(image, landmarks, eye_distance, template)
+    width = KINDS["occlusion"].values[level - 1]
+    return _draw_patch(image, geo, region, width, _OCCLUSION_HEIGHT[level - 1], np.asarray(colour))
+
+
+# ---------------------------------------------------------------------------------------
+# registry
+
+KINDS: dict[str, Degradation] = {
+    d.name: d
+    for d in (
+        Degradation("blur", "Gaussian blur", "sigma / IED", (0.02, 0.04, 0.06, 0.09, 0.13), True, _gaussian_blur),
+        Degradation(
+            "motion_blur",
+            "linear motion blur, direction from the seed",
+            "length / IED",
+            (0.08, 0.15, 0.25, 0.35, 0.5),
+            True,
+            _motion_blur,
+        ),
+        Degradation("defocus", "defocus (disk) blur", "radius / IED", (0.03, 0.06, 0.09, 0.13, 0.18), True, _defocus),
+        Degradation("noise", "additive Gaussian noise", "sigma, 8-bit levels", (5, 10, 17, 26, 38), False, _noise),
+        Degradation(
+            "low_light", "darkening with shot and read noise", "EV", (-1, -1.5, -2, -2.5, -3), False, _low_light
+        ),
+        Degradation("jpeg", "JPEG compression", "JPEG quality", (40, 25, 15, 10, 5), False, _jpeg),
+        Degradation(
+            "resolution",
+            "down-sampling then up-sampling",
+            "IED after down-sampling, px",
+            (32, 22, 16, 11, 8),
+            False,
+            _resolution,
+        ),
+        Degradation(
+            "underexposure", "exposure reduced in linear light", "EV", (-0.75, -1.5, -2.25, -3, -3.75), False, _exposure
+        ),
+        Degradation(
+            "overexposure", "exposure raised in linear light, clipped", "EV", (0.5, 1, 1.5, 2, 2.5), False, _exposure
+        ),
+        Degradation(
+            "contrast",
+            "contrast reduced towards mean grey",
+            "contrast kept",
+            (0.7, 0.5, 0.35, 0.22, 0.12),
+            False,
+            _contrast,
+        ),
+        Degradation(
+            "colour_cast",
+            "colour cast of random hue",
+            "gain amplitude",
+            (0.1, 0.2, 0.3, 0.45, 0.6),
+            False,
+            _colour_cast,
+        ),
+        Degradation(
+            "occlusion",
+            "flat patch over the eyes or the mouth",
+            "patch width / IED",
+            (0.6, 1.0, 1.5, 2.0, 2.6),
+            True,
+            _occlusion,
+        ),
+    )
+}
+
+ALIASES: dict[str, str] = {
+    "gaussian_blur": "blur",
+    "motion": "motion_blur",
+    "disk_blur": "defocus",
+    "gaussian_noise": "noise",
+    "lowlight": "low_light",
+    "compression": "jpeg",
+    "downsample": "resolution",
+    "color_cast": "colour_cast",
+    "colour": "colour_cast",
+    "color": "colour_cast",
+}
+
+
+def list_kinds() -> list[str]:
+    """Names of the registered degradation kinds, in registry order."""
+    return list(KINDS)
+
+
+def get_kind(kind: str) -> Degradation:
+    """Look up a kind by name or alias (case-insensitive, ``-`` equals ``_``)."""
+    if not isinstance(kind, str):
+        raise InvalidArgumentError(f"degradation kind must be a string, got {type(kind).__name__}")
+    name = kind.strip().lower().replace("-", "_")
+    name = ALIASES.get(name, name)
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise InvalidArgumentError(f"unknown degradation kind {kind!r} (known: {', '.join(KINDS)})") from None
+
+
+def _check_level(level: int, allow_zero: bool) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not (low <= int(level) <= 5):
+        raise InvalidArgumentError(f"severity level must be an integer {low}..5, got {level!r}")
+    return int(level)
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _apply(image: np.ndarray, kind: str, level: int, rng: np.random.Generator, geo: FaceGeometry) -> np.ndarray:
+    deg = get_kind(kind)
+    level = _check_level(level, allow_zero=True)
+    if level == 0:
+        return image.copy()
+    return deg.func(image, deg.values[level - 1], rng, geo, level)
+
+
+def degrade(
+    image: np.ndarray,
+    kind: str,
+    level: int,
+    *,
+    seed: int = 0,
+    landmarks: np.ndarray | None = None,
+    eye_distance: float | None = None,
+    template: AlignmentTemplate | str | None = None,
+) -> np.ndarray:
+    """Apply one degradation.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, at least 8 x 8.
+        kind: a name from :data:`KINDS` (or an alias from :data:`ALIASES`).
+        level: 0 (no change) or severity 1 (mild) .. 5 (severe).
+        seed: non-negative integer; same image, kind, level and seed give identical bytes.
+        landmarks: optional (5, 2) MTCNN-order landmarks in image pixels.
+        eye_distance: optional inter-eye distance in pixels (overrides the estimate).
+        template: optional alignment template (or name) the image is a crop of.
+
+    Returns:
+        A new (H, W, 3) uint8 RGB array.
+    """
+    image = _check_image(image)
+    steps = [(kind, level)]
+    return compose(image, steps, seed=seed, landmarks=landmarks, eye_distance=eye_distance, template=template)
+
+
+def compose(
+    image: np.ndarray,
+    steps: Sequence[tuple[str, int]] | str,
+    *,
+    seed: int = 0,
+    landmarks: np.ndarray | None = None,
+    eye_distance: float | None = None,
+    template: AlignmentTemplate | str | None = None,
+) -> np.ndarray:
+    """Apply several degradations in order.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        steps: ``[(kind, level), ...]`` or a spec string ``"kind:level,kind:level"``.
+        seed, landmarks, eye_distance, template: as in :func:`degrade`; the face geometry is
+            worked out once, on the input image.
+
+    Returns:
+        A new (H, W, 3) uint8 RGB array (a copy when ``steps`` is empty).
+    """
+    image = _check_image(image)
+    seed = _check_seed(seed)
+    if isinstance(steps, str):
+        steps = parse_spec(steps)
+    checked = []
+    for step in steps:
+        if not isinstance(step, (tuple, list)) or len(step) != 2:
+            raise InvalidArgumentError(f"each step must be a (kind, level) pair, got {step!r}")
+        checked.append((get_kind(step[0]).name, _check_level(step[1], allow_zero=True)))
+    geo = face_geometry(image, landmarks, eye_distance, template)
+    out = image.copy()
+    for i, (kind, level) in enumerate(checked):
+        out = _apply(out, kind, level, np.random.default_rng([seed, i]), geo)
+    return out
+
+
+def parse_spec(spec: str) -> list[tuple[str, int]]:
+    """Parse ``"kind:level,kind:level"`` into ``[(kind, level), ...]``.
+
+    Kinds are matched case-insensitively (aliases allowed, ``-`` equals ``_``); levels are
+    integers 1..5. Whitespace around items is ignored.
+
+    Raises:
+        InvalidArgumentError: empty spec, unknown kind, missing or bad level (one-line message).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidArgumentError("empty degradation spec (expected 'kind:level,kind:level')")
+    steps = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            raise InvalidArgumentError(f"empty item in degradation spec {spec!r}")
+        kind, sep, level_text = item.partition(":")
+        if not sep:
+            raise InvalidArgumentError(f"degradation {item!r} has no level (expected 'kind:level', level 1..5)")
+        deg = get_kind(kind)
+        try:
+            level = int(level_text.strip())
+        except ValueError:
+            raise InvalidArgumentError(
+                f"bad severity level {level_text.strip()!r} for {deg.name} (expected 1..5)"
+            ) from None
+        steps.append((deg.name, _check_level(level, allow_zero=False)))
+    return steps
+
+
+def format_spec(steps: Sequence[tuple[str, int]]) -> str:
+    """The spec string for ``steps`` (inverse of :func:`parse_spec`)."""
+    return ",".join(f"{get_kind(k).name}:{_check_level(lv, allow_zero=False)}" for k, lv in steps)
+
+
+def seed_for(key: str, seed: int = 0) -> int:
+    """A stable per-item seed from a text key (e.g. an image's relative path) and a base seed.
+
+    Uses SHA-256, so it is the same on every machine and Python run (unlike ``hash``).
+    Returns an integer in [0, 2**63).
+    """
+    seed = _check_seed(seed)
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1

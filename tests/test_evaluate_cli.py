@@ -1,0 +1,593 @@
+"""``faceiqa evaluate``: mos, edc (with a stub detector and recogniser), degrade-set,
+monotonicity; and the orchestration functions behind them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import faceiqa.evaluate as ev
+from faceiqa.baselines import sharpness
+from faceiqa.cli import main
+from faceiqa.metrics import agreement
+
+# ---------------------------------------------------------------------------------------
+# stubs: identity is the image's mean colour; a "bad" photo has its colour shifted
+
+
+@dataclass
+class Face:
+    box: tuple
+    prob: float
+    landmarks: np.ndarray
+
+
+class StubDetector:
+    def detect(self, image):
+        if image.mean() < 5:  # the black photo has no face
+            return []
+        h, w = image.shape[:2]
+        lm = np.array([[0.4, 0.45], [0.6, 0.45], [0.5, 0.55], [0.42, 0.65], [0.58, 0.65]]) * [w, h]
+        small = Face((w * 0.4, h * 0.4, w * 0.5, h * 0.5), 0.5, lm * 0.5)  # a weaker second face
+        return [small, Face((w * 0.2, h * 0.2, w * 0.8, h * 0.8), 0.99, lm)]
+
+
+class StubRecognizer:
+    def align(self, image, landmarks):
+        from faceiqa.alignment import align_face, arcface_template
+
+        return align_face(image, landmarks, arcface_template(150, 0.5))
+
+    def embed(self, chips):
+        chips = np.asarray(chips)
+        assert chips.ndim == 4 and chips.shape[1:] == (150, 150, 3)
+        emb = np.zeros((len(chips), 128), np.float32)
+        emb[:, :3] = chips.reshape(len(chips), -1, 3).mean(1) / 255.0
+        return emb
+
+
+PEOPLE = [f"Person_{c}" for c in "ABCDEFGH"]
+BAD = {("Person_C", 3)}
+BLACK = ("Person_G", 3)
+
+
+def _colour(p: int) -> np.ndarray:
+    # Identities spread over a 2x2x2 colour grid, 80 levels apart.
+    return np.array([60 + 80 * ((p >> k) & 1) for k in range(3)], float)
+
+
+def _photo(p: int, i: int, name: str) -> np.ndarray:
+    rng = np.random.default_rng(100 * p + i)
+    img = _colour(p) + rng.normal(0, 6, (64, 64, 1))
+    if (name, i) in BAD:
+        img = img + np.array([45.0, -45.0, 30.0])
+    if (name, i) == BLACK:
+        img = np.zeros_like(img)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def lfw_like(tmp_path) -> tuple[Path, Path]:
+    images = tmp_path / "images"
+    for p, name in enumerate(PEOPLE):
+        (images / name).mkdir(parents=True)
+        for i in (1, 2, 3):
+            Image.fromarray(_photo(p, i, name)).save(images / name / f"{name}_{i:04d}.jpg", quality=95)
+    genuine = [f"{n} {i} {j}" for n in PEOPLE for i, j in ((1, 2), (1, 3), (2, 3))][:20]
+    impostor = [
+        f"{PEOPLE[a]} {1 + (a + b) % 3} {PEOPLE[b]} {1 + (a * b) % 3}" for a in range(8) for b in range(a + 1, 8)
+    ][:20]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 20\n" + "\n".join(genuine + impostor) + "\n")
+    return images, pairs
+
+
+def _quality_csvs(tmp_path: Path, images: Path) -> tuple[Path, Path]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for name in PEOPLE:
+        for i in (1, 2, 3):
+            path = str(images / name / f"{name}_{i:04d}.jpg")
+            if (name, i) == BLACK:
+                rows.append({"path": path, "face": "", "score": "", "det_prob": "", "status": "no_face"})
+                continue
+            good = 0.1 if (name, i) in BAD else 0.8 + 0.1 * rng.uniform()
+            rows.append({"path": path, "face": 0, "score": good, "det_prob": 0.99, "status": "ok"})
+            rows.append({"path": path, "face": 1, "score": 0.05, "det_prob": 0.6, "status": "ok"})  # a background face
+    oracle = tmp_path / "oracle.csv"
+    pd.DataFrame(rows).to_csv(oracle, index=False)
+    simple = tmp_path / "noise.csv"
+    keys = [f"{n}/{n}_{i:04d}.jpg" for n in PEOPLE for i in (1, 2, 3)]
+    pd.DataFrame({"path": keys, "score": rng.uniform(size=len(keys))}).to_csv(simple, index=False)
+    return oracle, simple
+
+
+@pytest.fixture()
+def stubs(monkeypatch):
+    monkeypatch.setattr(ev, "load_models", lambda device=None: (StubDetector(), StubRecognizer()))
+
+
+def _run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def _one_line_error(result):
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------------------------------
+# mos
+
+
+def _mos_files(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 60
+    x = rng.uniform(0, 1, n)
+    mos = 1 + 4 / (1 + np.exp(-(x - 0.5) / 0.15)) + rng.normal(0, 0.3, n)
+    names = [f"img_{i:03d}.png" for i in range(n)]
+    rows = [
+        {"path": f"/data/set/{nm}", "face": 0, "score": s, "det_prob": 0.99, "status": "ok"}
+        for nm, s in zip(names, x, strict=True)
+    ]
+    rows += [{"path": f"/data/set/{nm}", "face": 1, "score": 0.0, "det_prob": 0.5, "status": "ok"} for nm in names[:10]]
+    rows.append({"path": "/data/set/extra.png", "face": "", "score": "", "det_prob": "", "status": "no_face"})
+    scores = tmp_path / "q.csv"
+    pd.DataFrame(rows).to_csv(scores, index=False)
+    labels = tmp_path / "mos.csv"
+    pd.DataFrame({"image_name": names + ["extra.png", "unknown.png"], "MOS": list(mos) + [3.0, 2.0]}).to_csv(
+        labels, index=False
+    )
+    return scores, labels, x, mos
+
+
+def test_mos_prints_metrics_with_intervals(tmp_path):
+    scores, labels, x, mos = _mos_files(tmp_path)
+    out = tmp_path / "r.json"
+    result = _run(
+        [
+            "evaluate",
+            "mos",
+            "--scores",
+            str(scores),
+            "--labels",
+            str(labels),
+            "--label-column",
+            "MOS",
+            "--bootstrap",
+            "100",
+            "--json",
+            str(out),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    expected = agreement(x, mos, n_bootstrap=100, seed=0)
+    assert f"SRCC     {expected.srcc:.4f}  [{expected.srcc_ci[0]:.4f}, {expected.srcc_ci[1]:.4f}]" in result.output
+    assert f"PLCC     {expected.plcc:.4f}" in result.output and f"RMSE     {expected.rmse:.4f}" in result.output
+    assert "60 used of 62 labelled (1 without a score, 1 not in the score CSV)" in result.output
+    assert "4-parameter logistic" in result.output
+    data = json.loads(out.read_text())
+    assert data["srcc"] == pytest.approx(expected.srcc) and data["n_matched"] == 60
+
+
+def test_mos_bad_inputs(tmp_path):
+    scores, labels, _, _ = _mos_files(tmp_path)
+    r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(labels)])  # no 'mos' column
+    assert r.exit_code == 1 and "no label column 'mos'" in _one_line_error(r)
+    r = _run(["evaluate", "mos", "--scores", str(tmp_path / "nope.csv"), "--labels", str(labels)])
+    assert r.exit_code == 2
+    r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(labels), "--bootstrap", "-3"])
+    assert r.exit_code == 2
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "mos": [1, 2, 3]}).to_csv(other, index=False)
+    r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(other)])
+    assert r.exit_code == 1 and "only 0 labelled images have a score" in _one_line_error(r)
+
+
+# ---------------------------------------------------------------------------------------
+# edc
+
+
+def test_edc_end_to_end_with_stubs(tmp_path, lfw_like, stubs):
+    images, pairs = lfw_like
+    oracle, noise = _quality_csvs(tmp_path, images)
+    plot, table = tmp_path / "edc.png", tmp_path / "edc.csv"
+    r = _run(
+        [
+            "evaluate",
+            "edc",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(images),
+            "--scores",
+            str(oracle),
+            str(noise),
+            "--baselines",
+            "detprob,sharpness,exposure,eye_distance,random",
+            "--fmr",
+            "0.1,1e-3",
+            "--plot",
+            str(plot),
+            "--table",
+            str(table),
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    df = pd.read_csv(table)
+    assert list(df["source"]) == ["oracle", "noise", "detprob", "sharpness", "exposure", "eye_distance", "random"]
+    assert "1 without a face" in r.output and "not resolvable" in r.output
+    row = df.set_index("source")
+    # The oracle marks exactly the photos that break recognition: FNMR reaches 0 within 20 %.
+    assert row.loc["oracle", "fnmr_0@fmr=1e-1"] > 0
+    assert row.loc["oracle", "fnmr_0.2@fmr=1e-1"] == 0
+    assert row.loc["oracle", "pauc_0.2@fmr=1e-1"] < row.loc["random", "pauc_0.2@fmr=1e-1"]
+    # The black photo (no face) is unrated by the oracle (listed with no score) and the detector baselines.
+    assert row.loc["oracle", "n_unrated"] == 1 and row.loc["detprob", "n_unrated"] == 1
+    assert row.loc["random", "n_unrated"] == 0
+
+
+@pytest.mark.parametrize("fraction", ["1", "0.5"])
+def test_edc_degrade_on_the_fly_equals_degrade_set_on_disk(tmp_path, lfw_like, stubs, fraction):
+    images, pairs = lfw_like
+    spec = "blur:2,noise:1"
+    t1, t2 = tmp_path / "t1.csv", tmp_path / "t2.csv"
+    r = _run(
+        [
+            "evaluate",
+            "edc",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(images),
+            "--baselines",
+            "sharpness,random",
+            "--degrade",
+            spec,
+            "--degrade-fraction",
+            fraction,
+            "--seed",
+            "3",
+            "--table",
+            str(t1),
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "degraded"
+    r = _run(
+        [
+            "evaluate",
+            "degrade-set",
+            "--images",
+            str(images),
+            "--degrade",
+            spec,
+            "--degrade-fraction",
+            fraction,
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--pairs",
+            str(pairs),
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    assert sorted(out.glob("*/*.png")) and not list(out.glob("*/*.jpg"))
+    r = _run(
+        [
+            "evaluate",
+            "edc",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(out),
+            "--baselines",
+            "sharpness,random",
+            "--table",
+            str(t2),
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    a, b = pd.read_csv(t1), pd.read_csv(t2)
+    described = "blur:2,noise:1" if fraction == "1" else "blur:2,noise:1 on 50% of images"
+    assert (a["degrade"] == described).all() and (b["degrade"] == "none").all()
+    pd.testing.assert_frame_equal(a.drop(columns="degrade"), b.drop(columns="degrade"))
+    # Copies left pristine by the fraction are pixel-identical to the originals.
+    pristine = sum(
+        np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(images / p.parent.name / (p.stem + ".jpg"))))
+        for p in out.glob("*/*.png")
+    )
+    n = len(list(out.glob("*/*.png")))
+    assert pristine == 0 if fraction == "1" else 0 < pristine < n
+    t0 = tmp_path / "t0.csv"
+    _run(
+        [
+            "evaluate",
+            "edc",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(images),
+            "--baselines",
+            "sharpness,random",
+            "--table",
+            str(t0),
+        ]
+    )
+    assert not pd.read_csv(t0)["threshold@fmr=1e-2"].equals(a["threshold@fmr=1e-2"])
+
+
+def test_degrade_plan_selects_a_seeded_fraction():
+    plan = ev.DegradePlan.parse("jpeg:2", 0.3, seed=1)
+    chosen = [plan.selected(f"P/P_{i:04d}") for i in range(2000)]
+    assert np.mean(chosen) == pytest.approx(0.3, abs=0.03)
+    assert chosen == [ev.DegradePlan.parse("jpeg:2", 0.3, seed=1).selected(f"P/P_{i:04d}") for i in range(2000)]
+    assert chosen != [ev.DegradePlan.parse("jpeg:2", 0.3, seed=2).selected(f"P/P_{i:04d}") for i in range(2000)]
+    assert not ev.DegradePlan.parse(None).selected("x") and ev.DegradePlan.parse(None).describe() == "none"
+    with pytest.raises(ev.InvalidArgumentError, match="fraction"):
+        ev.DegradePlan.parse("jpeg:2", 0.0)
+
+
+@pytest.mark.parametrize(
+    "extra, code, fragment",
+    [
+        (["--baselines", "brightness"], 2, "unknown baseline"),
+        (["--baselines", "random", "--degrade", "sparkle:2"], 2, "unknown degradation kind"),
+        (["--baselines", "random", "--degrade", "blur:9"], 2, "1..5"),
+        (["--baselines", "random", "--fmr", "2"], 2, "(0, 1)"),
+        (["--baselines", "random", "--fmr", "x"], 2, "comma-separated numbers"),
+        ([], 2, "at least one quality source"),
+        (["--baselines", "random", "--degrade-fraction", "0.5"], 2, "needs --degrade"),
+        (["--baselines", "random", "--degrade", "blur:1", "--degrade-fraction", "0"], 2, "--degrade-fraction"),
+    ],
+)
+def test_edc_usage_errors(lfw_like, stubs, extra, code, fragment):
+    images, pairs = lfw_like
+    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), *extra])
+    assert r.exit_code == code
+    assert fragment in r.output
+
+
+def test_edc_runtime_errors_are_one_line(tmp_path, lfw_like, stubs, monkeypatch):
+    images, pairs = lfw_like
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,quality\na.jpg,1\n")
+    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), "--scores", str(bad)])
+    assert r.exit_code == 1 and "no score column 'score'" in _one_line_error(r)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(empty), "--baselines", "random"])
+    assert r.exit_code == 1 and "none of the" in _one_line_error(r)
+    broken = tmp_path / "pairs_bad.txt"
+    broken.write_text("1 2\nA 1 2\n")
+    r = _run(["evaluate", "edc", "--pairs", str(broken), "--images", str(images), "--baselines", "random"])
+    assert r.exit_code == 1 and "expected 4 pair lines" in _one_line_error(r)
+
+
+def test_edc_without_the_real_modules_says_what_it_needs(lfw_like, monkeypatch):
+    images, pairs = lfw_like
+    monkeypatch.setitem(sys.modules, "faceiqa.detection", None)
+    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), "--baselines", "random"])
+    assert r.exit_code == 1 and "needs faceiqa.detection" in _one_line_error(r)
+
+
+def test_pair_distances_cache_embeddings_per_image(lfw_like):
+    images, pairs_path = lfw_like
+    from faceiqa.verification import read_pairs
+
+    class Counting(StubRecognizer):
+        calls = 0
+
+        def embed(self, chips):
+            Counting.calls += len(chips)
+            return super().embed(chips)
+
+    pairs = read_pairs(pairs_path)
+    scores = ev.compute_pair_distances(pairs, images, detector=StubDetector(), recognizer=Counting(), batch_size=4)
+    n_images = len({k for pair in scores.keys for k in pair})
+    assert Counting.calls == n_images - 1  # each image once; the black one has no face
+    assert scores.count("no_face") == 1
+    assert np.isinf(scores.distances).sum() == sum(
+        ev.image_key(f"{BLACK[0]}/{BLACK[0]}_{BLACK[1]:04d}") in k for k in scores.keys
+    )
+
+    class Batched(StubDetector):
+        batches: list[int] = []
+
+        def detect_batch(self, images):
+            Batched.batches.append(len(images))
+            return [self.detect(im) for im in images]
+
+    batched = ev.compute_pair_distances(pairs, images, detector=Batched(), recognizer=StubRecognizer(), batch_size=5)
+    assert Batched.batches and max(Batched.batches) == 5 and sum(Batched.batches) == n_images
+    assert np.array_equal(batched.distances, scores.distances)
+    cache: dict = {}
+    ev.compute_pair_distances(pairs, images, detector=StubDetector(), recognizer=Counting(), cache=cache)
+    before = Counting.calls
+    again = ev.compute_pair_distances(pairs, images, detector=StubDetector(), recognizer=Counting(), cache=cache)
+    assert Counting.calls == before and np.array_equal(again.distances, scores.distances)
+
+
+# ---------------------------------------------------------------------------------------
+# degrade-set
+
+
+def test_degrade_set_never_overwrites_and_refuses_other_specs(tmp_path, lfw_like):
+    images, _ = lfw_like
+    out = tmp_path / "d"
+    r = _run(["evaluate", "degrade-set", "--images", str(images), "--degrade", "jpeg:3", "--out", str(out)])
+    assert r.exit_code == 0 and "24 written" in r.output
+    target = out / "Person_A" / "Person_A_0001.png"
+    target.write_bytes(b"keep me")
+    r = _run(["evaluate", "degrade-set", "--images", str(images), "--degrade", "jpeg:3", "--out", str(out)])
+    assert r.exit_code == 0 and "0 written, 24 already present" in r.output
+    assert target.read_bytes() == b"keep me"
+    for other in (
+        ["--degrade", "jpeg:4"],
+        ["--degrade", "jpeg:3", "--seed", "1"],
+        ["--degrade", "jpeg:3", "--degrade-fraction", "0.5"],
+    ):
+        r = _run(["evaluate", "degrade-set", "--images", str(images), *other, "--out", str(out)])
+        assert r.exit_code == 1 and "use another folder" in _one_line_error(r), other
+    r = _run(["evaluate", "degrade-set", "--images", str(images), "--degrade", "jpeg:3", "--out", str(images / "x")])
+    assert r.exit_code == 1 and "must not be the image folder or inside it" in _one_line_error(r)
+    r = _run(["evaluate", "degrade-set", "--images", str(images), "--degrade", "jpeg", "--out", str(out)])
+    assert r.exit_code == 2 and "no level" in r.output
+
+
+# ---------------------------------------------------------------------------------------
+# monotonicity
+
+
+def _sharpness_scores(images):
+    return np.array([sharpness(im) for im in images])
+
+
+def test_monotonicity_of_a_sharpness_score():
+    rng = np.random.default_rng(0)
+    crops = [np.clip(128 + rng.normal(0, 25, (96, 96, 3)), 0, 255).astype(np.uint8) for _ in range(4)]
+    rows = ev.monotonicity(crops, _sharpness_scores, kinds=["blur", "defocus", "occlusion"], seed=1)
+    by_kind = {r.kind: r for r in rows}
+    assert by_kind["blur"].mean_srcc == -1.0 and by_kind["blur"].std_srcc == 0.0
+    assert by_kind["defocus"].mean_srcc == -1.0 and by_kind["blur"].n_images == 4
+    constant = ev.monotonicity(crops, lambda ims: np.ones(len(ims)), kinds=["noise"])
+    assert constant[0].n_constant == 4 and np.isnan(constant[0].mean_srcc)
+    rising = ev.monotonicity(crops, lambda ims: -_sharpness_scores(ims), kinds=["blur"])
+    assert rising[0].mean_srcc == 1.0
+    with pytest.raises(ev.InvalidArgumentError, match="returned 1 scores"):
+        ev.monotonicity(crops, lambda ims: np.ones(1), kinds=["blur"])
+
+
+@dataclass
+class _Scores:
+    score: np.ndarray
+    raw: np.ndarray
+
+
+class StubScorer:
+    template = "hyperiqa-224"
+
+    def score_crops(self, crops):
+        assert crops.shape[1:] == (224, 224, 3)
+        s = _sharpness_scores(list(crops))
+        return _Scores(s / (1 + s), s)
+
+
+def test_monotonicity_cli_with_a_stub_scorer(tmp_path, lfw_like, monkeypatch):
+    images, _ = lfw_like
+    monkeypatch.setattr(ev, "load_quality_scorer", lambda weights="default", device=None: StubScorer())
+    monkeypatch.setattr(ev, "load_detector", lambda device=None: StubDetector())
+    table = tmp_path / "m.md"
+    r = _run(
+        [
+            "evaluate",
+            "monotonicity",
+            "--images",
+            str(images),
+            "--limit",
+            "5",
+            "--kinds",
+            "blur,motion-blur",
+            "--table",
+            str(table),
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    assert "5 used, 0 skipped" in r.output
+    text = table.read_text()
+    assert "| blur " in text and "| motion_blur " in text and "-1.0000" in text
+
+
+def test_monotonicity_cli_needs_a_scorer(lfw_like, monkeypatch):
+    images, _ = lfw_like
+    monkeypatch.setitem(sys.modules, "faceiqa.models", None)
+    r = _run(["evaluate", "monotonicity", "--images", str(images), "--limit", "2"])
+    assert r.exit_code == 1 and "needs faceiqa.models.load_scorer" in _one_line_error(r)
+    r = _run(["evaluate", "monotonicity", "--images", str(images), "--kinds", "sparkle"])
+    assert r.exit_code == 2 and "unknown degradation kind" in r.output
+
+
+# ---------------------------------------------------------------------------------------
+# CSV reading and key matching
+
+
+def test_report_csv_uses_the_most_probable_face(tmp_path):
+    csv = tmp_path / "r.csv"
+    pd.DataFrame(
+        {
+            "path": ["/x/a.jpg", "/x/a.jpg", "/x/b.jpg", "/x/c.jpg"],
+            "face": [0, 1, 0, ""],
+            "score": [0.2, 0.7, 0.4, ""],
+            "det_prob": [0.80, 0.95, 0.9, ""],
+            "status": ["ok", "ok", "ok", "unreadable"],
+        }
+    ).to_csv(csv, index=False)
+    src = ev.read_quality_csv(csv)
+    assert src.values == {"/x/a": 0.7, "/x/b": 0.4}
+    assert src.failed == {"/x/c": "unreadable"}
+    idx = src.index()
+    assert idx.find("a") == "/x/a" and idx.find("x/b") == "/x/b"
+    assert idx.find("y/a") is None  # same file name, another folder
+
+
+def test_key_index_prefers_the_longest_matching_suffix():
+    idx = ev.KeyIndex(["/d1/Ann/Ann_0001", "/d2/Bob/Ann_0001", "/d1/Bob/Bob_0001"])
+    assert idx.find("Ann/Ann_0001") == "/d1/Ann/Ann_0001"
+    assert idx.find("Ann_0001") is None  # two files of that name: ambiguous
+    assert idx.find("Bob/Bob_0001") == "/d1/Bob/Bob_0001"
+    assert ev.image_key("imgs/Ann/Ann_0001.JPG") == "imgs/Ann/Ann_0001"
+
+
+def test_lfw_pairs_resolve_to_real_photos(lfw_dir):
+    from faceiqa.verification import read_pairs
+
+    pairs = read_pairs(lfw_dir / "pairs.txt")
+    keys = ev.pair_image_keys(pairs[:5])
+    for a, b in keys:
+        assert ev.resolve_image_path(lfw_dir / "images" / (a + ".jpg")).is_file()
+        assert ev.resolve_image_path(lfw_dir / "images" / (b + ".jpg")).is_file()
+
+
+@pytest.mark.slow
+def test_edc_with_the_real_detector_and_recognizer(tmp_path, lfw_dir):
+    pytest.importorskip("facenet_pytorch")
+    from faceiqa.verification import read_pairs
+
+    try:
+        detector, recognizer = ev.load_models("cpu")
+    except ev.FaceIQAError as exc:
+        pytest.skip(f"real models unavailable: {exc}")
+    pairs = read_pairs(lfw_dir / "pairs.txt")
+    few = [p for p in pairs if p.genuine][:3] + [p for p in pairs if not p.genuine][:3]
+    scores = ev.compute_pair_distances(
+        few, lfw_dir / "images", detector=detector, recognizer=recognizer, baselines=["detprob", "eye_distance"]
+    )
+    assert scores.count("ok") == len(scores.images)
+    assert np.all(np.isfinite(scores.distances))
+    # dlib's same-person threshold is 0.6.
+    assert scores.distances[:3].max() < 0.6 < scores.distances[3:].min()
+    assert all(
+        0.9 <= r.baselines["detprob"] <= 1.0 and r.baselines["eye_distance"] > 20 for r in scores.images.values()
+    )
+
+
+def test_missing_evaluation_extras_give_a_one_line_error(tmp_path, monkeypatch):
+    import faceiqa
+
+    scores, labels, _, _ = _mos_files(tmp_path)
+    monkeypatch.delattr(faceiqa, "evaluate")
+    for name in ("faceiqa.evaluate", "faceiqa.metrics"):
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(labels), "--label-column", "MOS"])
+    assert r.exit_code == 1 and "needs scipy: pip install 'faceiqa[eval]'" in _one_line_error(r)
