@@ -46,19 +46,29 @@ class Decision:
 
 def check_threshold(min_score: float) -> float:
     """Validate a threshold: a finite number in [0, 1]."""
-    value = float(min_score)
+    if isinstance(min_score, bool):
+        raise InvalidArgumentError(f"threshold must be a number in [0, 1], got {min_score!r}")
+    try:
+        value = float(min_score)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"threshold must be a number in [0, 1], got {min_score!r}") from None
     if not (0.0 <= value <= 1.0):
         raise InvalidArgumentError(f"threshold must be in [0, 1], got {min_score}")
     return value
 
 
+def check_policy(policy: Policy | str) -> Policy:
+    """Validate a policy name (``best``, ``all`` or ``largest``)."""
+    try:
+        return Policy(policy)
+    except ValueError:
+        raise InvalidArgumentError(f"policy must be best, all or largest, got {policy!r}") from None
+
+
 def decide(rows: Sequence[ReportRow], min_score: float, policy: Policy | str = Policy.BEST) -> Decision:
     """Decide one photo from its report rows (all rows must share the same path)."""
     threshold = check_threshold(min_score)
-    try:
-        policy = Policy(policy)
-    except ValueError:
-        raise InvalidArgumentError(f"policy must be best, all or largest, got {policy!r}") from None
+    policy = check_policy(policy)
     if not rows:
         raise InvalidArgumentError("decide() needs the rows of one photo")
     path = rows[0].path

@@ -107,7 +107,10 @@ def _copy_into(src: Path, final: Path) -> None:
             shutil.copyfileobj(fin, fout, length=1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
-        shutil.copystat(src, tmp)
+        try:
+            shutil.copystat(src, tmp)
+        except OSError as exc:  # e.g. a file system without permission bits: the bytes are what matter
+            log.debug("could not copy times/permissions of %s: %s", src, exc)
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

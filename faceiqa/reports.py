@@ -29,7 +29,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -195,6 +195,13 @@ def _parse_float(text: str) -> float:
     return float(text) if text.strip() else math.nan
 
 
+def _records(reader: csv.DictReader, path: Path) -> Iterator[dict[str, str | None]]:
+    try:
+        yield from reader
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidArgumentError(f"{path}: unreadable CSV: {' '.join(str(exc).split())}") from None
+
+
 def read_csv(path: str | os.PathLike[str]) -> list[ReportRow]:
     """Read a CSV report written by :func:`write_csv`.
 
@@ -203,16 +210,24 @@ def read_csv(path: str | os.PathLike[str]) -> list[ReportRow]:
     """
     path = Path(path)
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        # utf-8-sig: a report saved again by a spreadsheet program may start with a BOM.
+        fh = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read report {path}: {exc.strerror or exc}") from None
     with fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in REPORT_COLUMNS if c not in (reader.fieldnames or [])]
+        try:
+            fieldnames = reader.fieldnames or []
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidArgumentError(f"{path} is not a faceiqa report: {' '.join(str(exc).split())}") from None
+        missing = [c for c in REPORT_COLUMNS if c not in fieldnames]
         if missing:
             raise InvalidArgumentError(f"{path} is not a faceiqa report: missing columns {', '.join(missing)}")
         rows = []
-        for n, rec in enumerate(reader, start=2):
+        for rec in _records(reader, path):
+            n = reader.line_num
+            if any(rec[c] is None for c in REPORT_COLUMNS):
+                raise InvalidArgumentError(f"{path}: line {n}: fewer cells than columns")
             try:
                 rows.append(
                     ReportRow(

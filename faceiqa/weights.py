@@ -163,14 +163,18 @@ class InputProtocol:
         size: side in pixels of the square crops the model is run on.
         template: name of the face alignment template (:mod:`faceiqa.alignment`).
         normalize: pixel normalisation inside the scorer (``"imagenet"``: mean
-            0.485/0.456/0.406, std 0.229/0.224/0.225 on [0, 1] RGB).
+            0.485/0.456/0.406, std 0.229/0.224/0.225 on [0, 1] RGB; ``"dlib"``: minus
+            122.782/117.001/104.298 on 0..255 RGB, divided by 255).
         grid: K of the K x K crop grid for whole images (see ``QualityScorer.score_image``).
+        extra: names of per-face values the model takes besides the crop, in order (e.g.
+            ``log2_resolution``, see ``faceiqa.pipeline.FACE_FEATURES``).
     """
 
     size: int
     template: str
     normalize: str = "imagenet"
     grid: int = 5
+    extra: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputProtocol:
@@ -180,12 +184,16 @@ class InputProtocol:
                 template=str(data["template"]),
                 normalize=str(data.get("normalize", "imagenet")),
                 grid=int(data.get("grid", 5)),
+                extra=tuple(str(x) for x in data.get("extra", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"bad 'input' block {data!r}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "template": self.template, "normalize": self.normalize, "grid": self.grid}
+        out: dict[str, Any] = {"size": self.size, "template": self.template, "normalize": self.normalize, "grid": self.grid}
+        if self.extra:
+            out["extra"] = list(self.extra)
+        return out
 
 
 @dataclass(frozen=True)

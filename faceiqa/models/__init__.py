@@ -133,6 +133,15 @@ def _load_hyperiqa(model: nn.Module, path: Path, layout: str) -> nn.Module:
 register_architecture("hyperiqa-resnet50", _build_hyperiqa_resnet50, _load_hyperiqa)
 
 
+def _register_face_model() -> None:
+    from faceiqa.models import face
+
+    register_architecture("hyperiqa-dlib", face._build, face._load)
+
+
+_register_face_model()
+
+
 def load_scorer(
     weights: str | Path = "default",
     device: str | torch.device | None = None,
@@ -211,6 +220,7 @@ def _scorer_from_spec(
         grid=grid or spec.input.grid,
         device=device,
         batch_size=batch_size,
+        extra_names=spec.input.extra,
     )
 
 

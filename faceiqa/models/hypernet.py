@@ -182,9 +182,19 @@ class LDABackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(target_in_vec, semantic)``: (B, target_in_size) and the last stage map."""
+        return self.lda(self.stage_features(x))
+
+    def lda(self, stages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the LDA modules to stage outputs: ``(target_in_vec, semantic)``.
+
+        The stage maps may also be given already average-pooled to each local stage's LDA
+        grid (the 1x1 convolution and the average pooling commute), which is how training on
+        cached features of a frozen backbone works.
+        """
         if not self._lda_ready:
             raise InvalidArgumentError("build_lda() must be called before the backbone is run")
-        stages = self.stage_features(x)
+        if len(stages) != len(self.taps.channels):
+            raise InvalidArgumentError(f"expected {len(self.taps.channels)} stage maps, got {len(stages)}")
         parts = []
         for k, feat in enumerate(stages):
             pooled = getattr(self, f"lda{k + 1}_pool")(feat)
@@ -334,8 +344,12 @@ class HyperNet(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise InvalidArgumentError(f"HyperNet input must be (B, 3, H, W), got {tuple(x.shape)}")
-        batch = x.shape[0]
-        target_in, semantic = self.res(x)
+        return self.params_from_stages(self.res.stage_features(x), extra)
+
+    def params_from_stages(self, stages: list[torch.Tensor], extra: torch.Tensor | None = None) -> TargetNetParams:
+        """:meth:`hyper_params` from the backbone's stage outputs (see :meth:`LDABackbone.lda`)."""
+        batch = stages[-1].shape[0]
+        target_in, semantic = self.res.lda(stages)
         feat = self.conv1(self._fit_feature(semantic))
         pooled = self.pool(feat).flatten(1)
         sizes = self.target_sizes

@@ -51,7 +51,13 @@ logger = logging.getLogger("faceiqa.models.scorer")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
+#: dlib / face-api face recognition input: (RGB 0..255 - mean) / 255, i.e. [0, 1] RGB minus mean/255.
+DLIB_MEAN = (122.782 / 255.0, 117.001 / 255.0, 104.298 / 255.0)
+_NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "dlib": (DLIB_MEAN, (1.0, 1.0, 1.0)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
 
 ImageInput = np.ndarray | Image.Image | torch.Tensor
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -192,13 +198,15 @@ class QualityScorer:
         raw_name: name of the raw output.
         raw_range: typical (low, high) of the raw output (informative).
         mapping: raw -> score in [0, 1].
-        normalize: ``"imagenet"`` or ``"none"``.
+        normalize: ``"imagenet"``, ``"dlib"`` (face-api: minus the mean RGB, no scaling) or ``"none"``.
         grid: K of the whole-image K x K crop grid.
         device: torch device; default CUDA if available, else CPU.
         batch_size: crops per forward pass (memory bound; results do not depend on it
             beyond float32 rounding).
         extra_inputs: scalars per crop the model takes; default the model's
             ``extra_target_inputs`` attribute, or 0.
+        extra_names: what those scalars are (registry ``input.extra``), for callers
+            that compute them (e.g. ``log_eye_distance``).
     """
 
     def __init__(
@@ -216,6 +224,7 @@ class QualityScorer:
         device: str | torch.device | None = None,
         batch_size: int = 32,
         extra_inputs: int | None = None,
+        extra_names: Sequence[str] = (),
     ) -> None:
         if normalize not in _NORMALIZATIONS:
             raise InvalidArgumentError(f"unknown normalisation {normalize!r} ({', '.join(_NORMALIZATIONS)})")
@@ -233,6 +242,11 @@ class QualityScorer:
         self._grid = int(grid)
         self._batch_size = int(batch_size)
         self._extra_inputs = int(getattr(model, "extra_target_inputs", 0) if extra_inputs is None else extra_inputs)
+        self._extra_names = tuple(str(n) for n in extra_names)
+        if self._extra_names and len(self._extra_names) != self._extra_inputs:
+            raise InvalidArgumentError(
+                f"{name}: {len(self._extra_names)} extra input names for {self._extra_inputs} extra inputs"
+            )
         mean, std = _NORMALIZATIONS[normalize]
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
@@ -287,6 +301,11 @@ class QualityScorer:
     def extra_inputs(self) -> int:
         """Extra scalars per crop the model needs (``extra=`` argument)."""
         return self._extra_inputs
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """Names of the extra per-crop inputs (empty when unnamed or none)."""
+        return self._extra_names
 
     @property
     def model(self) -> nn.Module:

@@ -1,0 +1,133 @@
+"""The face quality model: the HyperIQA head on the dlib face recognition ResNet.
+
+HyperIQA's design (content understanding, a hyper network, a per-image target network over
+multi-scale local features) on a backbone that was trained on millions of faces: the dlib
+ResNet of :mod:`faceiqa.recognition` (150 x 150 chips, four stages of 32/64/128/256
+channels with 35/17/8/2-pixel maps). Local distortion-aware taps pool each of the first
+three stages; the semantic features come from the last stage. The head is the same
+:class:`~faceiqa.models.hypernet.HyperNet` code as the ResNet-50 model, with smaller sizes.
+
+The backbone is the recognizer, frozen: a checkpoint of this architecture holds only the
+head (every key but ``res.net.*``), and the backbone weights are loaded from the
+recognizer's registered file. So the model judges faces with exactly the features the
+recognizer uses.
+
+One extra target input tells the model how much real resolution stands behind the chip
+(``log2_resolution``: log2 of the face's inter-eye distance in original pixels over the
+chip's, clipped to [-4, 0]); a chip cannot show that by itself, since every face is resized
+to the same 150 pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faceiqa.errors import CheckpointError, InvalidArgumentError
+from faceiqa.models.checkpoints import read_checkpoint
+from faceiqa.models.hypernet import FeatureTaps, HyperNet, LDABackbone
+from faceiqa.recognition import CHIP_SIZE, DlibResNet, load_dlib_resnet
+
+#: Keys of the frozen backbone inside the model's state dict (not stored in head files).
+BACKBONE_PREFIX = "res.net."
+
+#: Stage channels and map sides of the dlib ResNet for a 150 x 150 chip.
+DLIB_TAPS = FeatureTaps(channels=(32, 64, 128, 256), sizes=(35, 17, 8, 2), input_size=CHIP_SIZE)
+
+#: Head sizes of the face model (the official ResNet-50 model uses 16/112/224/(112,56,28,14)/7).
+FACE_HEAD: dict[str, Any] = {
+    "lda_out_channels": 16,
+    "hyper_in_channels": 64,
+    "target_in_size": 64,
+    "target_fc_sizes": (32, 16, 8, 4),
+    "conv1_channels": (128, 64),
+}
+
+
+class DlibBackbone(LDABackbone):
+    """The dlib ResNet as a HyperIQA backbone (input: dlib-normalised 150 x 150 chips)."""
+
+    def __init__(self, net: DlibResNet | None = None) -> None:
+        super().__init__()
+        self.net = net if net is not None else DlibResNet()
+        self.taps = DLIB_TAPS
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.forward_features(x)
+
+
+class CachedStages(LDABackbone):
+    """A stand-in backbone for training on cached stage features of a frozen backbone.
+
+    It has the taps of the dlib ResNet and no layers; feed it stage maps through
+    :meth:`HyperNet.params_from_stages`. A head trained on it loads into the real model.
+    """
+
+    def __init__(self, taps: FeatureTaps = DLIB_TAPS) -> None:
+        super().__init__()
+        self.taps = taps
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise InvalidArgumentError("CachedStages has no layers: pass stage maps to params_from_stages()")
+
+
+def face_hypernet(backbone: LDABackbone | None = None, extra_target_inputs: int = 1) -> HyperNet:
+    """A face quality network with random head weights (no file is read).
+
+    Args:
+        backbone: default a :class:`DlibBackbone` with random weights; pass
+            ``CachedStages()`` for training on cached features.
+        extra_target_inputs: per-face scalars the target network takes (1: log2_resolution).
+    """
+    return HyperNet(backbone if backbone is not None else DlibBackbone(), extra_target_inputs=extra_target_inputs, **FACE_HEAD)
+
+
+def head_state_dict(model: HyperNet) -> dict[str, torch.Tensor]:
+    """The trainable part of a face model's state dict (everything but the frozen backbone)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+
+
+def load_head(model: HyperNet, state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> HyperNet:
+    """Load head weights strictly (every non-backbone key, nothing else, matching shapes).
+
+    Raises:
+        CheckpointError: a key is missing, unexpected or mis-shaped (named in the message).
+    """
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
+        raise CheckpointError(
+            f"{source} does not fit the face model: {what} ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(state[key].shape)}, the face model needs {tuple(value.shape)}"
+            )
+    model.load_state_dict(dict(state), strict=False)
+    return model
+
+
+def _build(options: Mapping[str, Any]) -> HyperNet:
+    unknown = set(options) - {"extra_target_inputs"}
+    if unknown:
+        raise InvalidArgumentError(f"unknown hyperiqa-dlib options: {', '.join(sorted(unknown))}")
+    return face_hypernet(extra_target_inputs=int(options.get("extra_target_inputs", 1)))
+
+
+def _load(model: HyperNet, path: Path, layout: str) -> HyperNet:
+    """Load a head file and the registered recognizer weights into the backbone."""
+    backbone = model.res
+    if not isinstance(backbone, DlibBackbone):
+        raise InvalidArgumentError("hyperiqa-dlib checkpoints load into a model with a DlibBackbone")
+    backbone.net.load_state_dict(load_dlib_resnet().state_dict())
+    load_head(model, read_checkpoint(path), source=Path(path).name)
+    for p in backbone.net.parameters():
+        p.requires_grad_(False)
+    return model.eval()

@@ -1,0 +1,450 @@
+"""The Python API: find every face in a photo, align it, score it, decide.
+
+>>> from faceiqa import FaceQualityAssessor
+>>> assessor = FaceQualityAssessor()                # the default model, CPU or CUDA
+>>> faces = assessor.assess("photo.jpg")            # list[FaceQuality], largest face first
+>>> for result in assessor.assess_many(paths):      # streaming, crops batched across photos
+...     print(result.source, [f.score for f in result.faces])
+
+Scores are in [0, 1], higher is better; ``raw_score`` is the model's native output.
+Nothing here prints; problems with single images in a batch are reported in the results
+(``ImageAssessment.error``), never raised, so one bad file cannot stop a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from faceiqa.alignment import AlignmentTemplate, align_face, get_template
+from faceiqa.decisions import Decision, Policy, check_policy, check_threshold, decide, group_by_photo
+from faceiqa.detection import DEFAULT_MAX_SIDE, DEFAULT_MIN_PROB, SMALL_FACE_EYE_DISTANCE, DetectedFace, FaceDetector
+from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
+from faceiqa.io import DEFAULT_MAX_PIXELS, expand_inputs, to_rgb
+from faceiqa.models import QualityScorer, Scores, load_scorer
+from faceiqa.reports import ReportRow, Status, error_row, no_face_row
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+def log2_resolution(eye_distance: float, template: AlignmentTemplate) -> float:
+    """log2 of how much of the crop's resolution real pixels back, in [-4, 0].
+
+    The face's inter-eye distance in original-image pixels over the template's: 0 when the
+    face is at least as large as the crop (it was shrunk or kept), -1 when it was enlarged
+    twice, ... clipped at -4 (16 times).
+    """
+    ratio = eye_distance / template.eye_distance if eye_distance > 0 else 0.0
+    return math.log2(min(max(ratio, 1.0 / 16.0), 1.0))
+
+
+#: Per-face values a model may take besides the crop, by the name its registry entry uses
+#: (``input.extra``); each is a function of the inter-eye distance in original pixels and
+#: the alignment template.
+FACE_FEATURES: dict[str, Callable[[float, AlignmentTemplate], float]] = {
+    "log2_resolution": log2_resolution,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class FaceQuality:
+    """The quality of one detected face.
+
+    Attributes:
+        index: 0-based face index in its photo (largest box first).
+        box: (x1, y1, x2, y2) in original-image pixels.
+        landmarks: (5, 2) float32 landmarks in original-image pixels (MTCNN order).
+        det_prob: detector probability in [0, 1].
+        eye_distance: inter-eye distance in original-image pixels.
+        score: quality in [0, 1], higher is better.
+        raw_score: the model's native output (scale in the weights registry).
+        flags: ``("small_face",)`` when the face is too small to judge reliably.
+    """
+
+    index: int
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    det_prob: float
+    eye_distance: float
+    score: float
+    raw_score: float
+    flags: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> Status:
+        return Status.SMALL_FACE if "small_face" in self.flags else Status.OK
+
+
+@dataclass(frozen=True)
+class ImageAssessment:
+    """Everything found in one input image.
+
+    Attributes:
+        source: the path as given, or ``<image N>`` for in-memory inputs.
+        faces: the faces, largest first (empty when none was found or on error).
+        error: a one-line reason when the image could not be processed, else empty.
+    """
+
+    source: str
+    faces: tuple[FaceQuality, ...] = ()
+    error: str = ""
+
+    @property
+    def status(self) -> Status:
+        if self.error:
+            return Status.ERROR
+        return Status.OK if self.faces else Status.NO_FACE
+
+    def rows(self) -> list[ReportRow]:
+        """Report rows (see :mod:`faceiqa.reports`): one per face, or one for none / error."""
+        if self.error:
+            return [error_row(self.source, self.error)]
+        if not self.faces:
+            return [no_face_row(self.source)]
+        return [
+            ReportRow(
+                path=self.source,
+                face=f.index,
+                score=f.score,
+                raw_score=f.raw_score,
+                det_prob=f.det_prob,
+                x1=f.box[0],
+                y1=f.box[1],
+                x2=f.box[2],
+                y2=f.box[3],
+                eye_distance=f.eye_distance,
+                status=f.status,
+            )
+            for f in self.faces
+        ]
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Outcome of :meth:`FaceQualityAssessor.filter`.
+
+    Attributes:
+        passed: decisions of the photos that meet the threshold, in input order.
+        failed: decisions of the others (low score, no face, error), in input order.
+        rows: the full report rows, in input order.
+    """
+
+    passed: list[Decision] = field(default_factory=list)
+    failed: list[Decision] = field(default_factory=list)
+    rows: list[ReportRow] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    source: str
+    faces: list[DetectedFace]
+    crops: list[np.ndarray]
+    error: str = ""
+    scores: Scores | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _check_device(device: str | torch.device | None) -> torch.device | None:
+    """A usable torch device (or None for the default), else InvalidArgumentError."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidArgumentError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgumentError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InvalidArgumentError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def _as_path_list(paths: Any) -> list[Any]:
+    """A single path (str or path-like) as a one-item list; any other iterable as a list."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    return list(paths)
+
+
+def ordered_prefetch(items: Iterable[T], fn: Callable[[T], R], *, workers: int, depth: int) -> Iterator[R]:
+    """``map(fn, items)`` computed ahead by ``workers`` threads, yielded in input order.
+
+    At most ``depth`` results are in flight, so memory stays bounded on endless inputs.
+    With ``workers`` = 0 it is a plain lazy map.
+    """
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    queue: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceiqa-read") as pool:
+        for item in items:
+            queue.append(pool.submit(fn, item))
+            if len(queue) >= depth:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+
+class FaceQualityAssessor:
+    """Detects, aligns and scores faces.
+
+    Args:
+        weights: ``"default"``, a registry name (``faceiqa weights list``) or a checkpoint path.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+        batch_size: face crops per forward pass of the quality model.
+        scorer: a ready :class:`QualityScorer` (then ``weights`` is ignored).
+        detector: a ready :class:`FaceDetector` (then the detector options are ignored).
+        min_face_size: smallest face the detector looks for, in pixels of the image it
+            runs on (after downscaling to ``max_side``).
+        min_det_prob: detections below this probability in [0, 1] are dropped.
+        max_side: detect on a copy whose longest side is at most this many pixels
+            (None: full resolution); crops are always cut from the original pixels.
+        small_face: faces whose inter-eye distance (original pixels) is below this are
+            flagged ``small_face`` (they are still scored).
+        flip: average each crop's score with its mirror image's (twice the compute).
+        max_pixels: images with more pixels are refused (decompression-bomb guard).
+        read_workers: threads that read and decode images ahead of detection.
+
+    Raises:
+        InvalidArgumentError: a bad option value or an unusable ``device``.
+        WeightsError: the weights cannot be found, verified or loaded.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] = "default",
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        *,
+        scorer: QualityScorer | None = None,
+        detector: FaceDetector | None = None,
+        min_face_size: int = 20,
+        min_det_prob: float = DEFAULT_MIN_PROB,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        small_face: float = SMALL_FACE_EYE_DISTANCE,
+        flip: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        read_workers: int = 1,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(read_workers, bool) or not isinstance(read_workers, int) or read_workers < 0:
+            raise InvalidArgumentError(f"read_workers must be an integer >= 0, got {read_workers!r}")
+        if not isinstance(small_face, (int, float)) or not small_face >= 0:
+            raise InvalidArgumentError(f"small_face must be a number >= 0, got {small_face!r}")
+        if scorer is None:
+            device = _check_device(device)
+        self.scorer = scorer if scorer is not None else load_scorer(weights, device, batch_size=batch_size)
+        self.detector = (
+            detector
+            if detector is not None
+            else FaceDetector(device=self.scorer.device, min_face_size=min_face_size, min_prob=min_det_prob, max_side=max_side)
+        )
+        self.template: AlignmentTemplate = get_template(self.scorer.template)
+        if self.template.size != self.scorer.input_size:
+            raise InvalidArgumentError(
+                f"{self.scorer.name}: template {self.template.name} makes {self.template.size} px crops, "
+                f"the model wants {self.scorer.input_size} px"
+            )
+        self.batch_size = batch_size
+        self.small_face = float(small_face)
+        self.flip = bool(flip)
+        self.max_pixels = int(max_pixels)
+        self.read_workers = int(read_workers)
+        self._extra_names: tuple[str, ...] = tuple(getattr(self.scorer, "extra_names", ()))
+        unknown = [n for n in self._extra_names if n not in FACE_FEATURES]
+        if unknown or len(self._extra_names) != self.scorer.extra_inputs:
+            raise InvalidArgumentError(
+                f"{self.scorer.name} wants per-face inputs {list(self._extra_names)} that faceiqa cannot provide"
+            )
+
+    # ------------------------------------------------------------------ plain steps
+    def align(self, image: np.ndarray, faces: Sequence[DetectedFace]) -> list[np.ndarray]:
+        """Aligned crops (model input size, uint8 RGB) of ``faces`` in ``image``."""
+        return [align_face(image, f.landmarks, self.template) for f in faces]
+
+    def face_features(self, eye_distance: Sequence[float]) -> np.ndarray | None:
+        """The per-face extra inputs the model takes, (N, k), or None when it takes none.
+
+        Args:
+            eye_distance: inter-eye distance of each face in original-image pixels.
+        """
+        if not self._extra_names:
+            return None
+        ed = np.asarray(eye_distance, dtype=np.float64).reshape(-1)
+        if np.any(~np.isfinite(ed)) or np.any(ed <= 0):
+            raise InvalidArgumentError("eye_distance must be positive numbers of pixels")
+        return np.array([[FACE_FEATURES[n](float(e), self.template) for n in self._extra_names] for e in ed])
+
+    def score_crops(self, crops: Any, *, eye_distance: Any = None) -> Scores:
+        """Score crops that are already aligned to the model's template and input size.
+
+        For pipelines that detect and align faces themselves (use :meth:`align` or
+        ``faceiqa.alignment.align_face`` with ``self.template``). Models that also take the
+        face size (``scorer.extra_names``) need each face's ``eye_distance`` in
+        original-image pixels.
+        """
+        extra = None
+        if self._extra_names:
+            if eye_distance is None:
+                raise InvalidArgumentError(f"{self.scorer.name} needs eye_distance= (original pixels) with the crops")
+            extra = self.face_features(eye_distance)
+        return self.scorer.score_crops(crops, flip=self.flip, extra=extra)
+
+    def _build_faces(self, faces: Sequence[DetectedFace], scores: Scores) -> tuple[FaceQuality, ...]:
+        return tuple(
+            FaceQuality(
+                index=i,
+                box=f.box,
+                landmarks=f.landmarks,
+                det_prob=f.prob,
+                eye_distance=f.eye_distance,
+                score=float(scores.score[i]),
+                raw_score=float(scores.raw[i]),
+                flags=("small_face",) if f.eye_distance < self.small_face else (),
+            )
+            for i, f in enumerate(faces)
+        )
+
+    # ------------------------------------------------------------------ one image
+    def assess(self, image: Any) -> list[FaceQuality]:
+        """All faces of one image, largest first.
+
+        Args:
+            image: a path, a PIL image, an (H, W, 3) uint8 RGB array or a float tensor
+                in [0, 1] (see :func:`faceiqa.io.to_rgb`).
+
+        Raises:
+            ImageReadError: the file cannot be read as an image.
+            InvalidArgumentError: the array or tensor is not an image.
+        """
+        rgb = to_rgb(image, max_pixels=self.max_pixels)
+        faces = self.detector.detect(rgb)
+        if not faces:
+            return []
+        scores = self.score_crops(self.align(rgb, faces), eye_distance=[f.eye_distance for f in faces])
+        return list(self._build_faces(faces, scores))
+
+    # ------------------------------------------------------------------ many images
+    def _read(self, item: tuple[int, Any]) -> tuple[str, np.ndarray | None, str]:
+        index, image = item
+        source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"<image {index}>"
+        try:
+            return source, to_rgb(image, max_pixels=self.max_pixels), ""
+        except (ImageReadError, InvalidArgumentError) as exc:
+            return source, None, _one_line(exc)
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
+            log.debug("reading %s failed", source, exc_info=True)
+            return source, None, f"cannot read image: {type(exc).__name__}: {_one_line(exc)}"
+
+    def _prepare(self, source: str, rgb: np.ndarray | None, error: str) -> _Pending:
+        if rgb is None:
+            return _Pending(source, [], [], error)
+        try:
+            faces = self.detector.detect(rgb)
+            return _Pending(source, faces, self.align(rgb, faces))
+        except FaceIQAError as exc:
+            return _Pending(source, [], [], _one_line(exc))
+        except Exception as exc:  # noqa: BLE001 - one odd image must not stop a batch
+            log.debug("detection failed on %s", source, exc_info=True)
+            return _Pending(source, [], [], f"detection failed: {type(exc).__name__}: {_one_line(exc)}")
+
+    def _score_pending(self, pending: Sequence[_Pending]) -> None:
+        todo = [p for p in pending if p.scores is None and p.crops]
+        if not todo:
+            return
+        crops = [c for p in todo for c in p.crops]
+        scores = self.score_crops(crops, eye_distance=[f.eye_distance for p in todo for f in p.faces])
+        start = 0
+        for p in todo:
+            n = len(p.crops)
+            p.scores = Scores(scores.score[start : start + n], scores.raw[start : start + n], scores.n_crops[start : start + n])
+            start += n
+
+    def _finish(self, p: _Pending) -> ImageAssessment:
+        if p.error:
+            return ImageAssessment(p.source, (), p.error)
+        if not p.faces or p.scores is None:
+            return ImageAssessment(p.source)
+        return ImageAssessment(p.source, self._build_faces(p.faces, p.scores))
+
+    def assess_many(self, images: Iterable[Any]) -> Iterator[ImageAssessment]:
+        """Assess images one after another, yielding results in input order.
+
+        Images are read ahead by ``read_workers`` threads and face crops of consecutive
+        images are scored together in batches of about ``batch_size``. Memory stays
+        bounded however many images there are. Unreadable images and per-image failures
+        become results with ``error`` set; they never stop the iteration.
+        """
+        pending: deque[_Pending] = deque()
+        n_crops = 0  # crops in ``pending`` still waiting for the model
+        reads = ordered_prefetch(enumerate(images), self._read, workers=self.read_workers, depth=2 * self.read_workers + 2)
+        for source, rgb, error in reads:
+            p = self._prepare(source, rgb, error)
+            pending.append(p)
+            n_crops += len(p.crops)
+            if n_crops >= self.batch_size:
+                self._score_pending(pending)
+                n_crops = 0
+            # Everything at the front that needs no (more) scoring is final: errors and
+            # photos without a face do not wait for a batch of crops to fill up.
+            while pending and (pending[0].scores is not None or not pending[0].crops):
+                yield self._finish(pending.popleft())
+        self._score_pending(pending)
+        while pending:
+            yield self._finish(pending.popleft())
+
+    def assess_paths(
+        self, paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True, include_hidden: bool = False
+    ) -> Iterator[ImageAssessment]:
+        """:meth:`assess_many` over files and folders (folders walked recursively, sorted).
+
+        ``paths`` is one path or an iterable of paths.
+
+        Raises:
+            InvalidArgumentError: a given path does not exist.
+        """
+        files = expand_inputs(_as_path_list(paths), recursive=recursive, include_hidden=include_hidden)
+        return self.assess_many(files)
+
+    def filter(
+        self, paths: Iterable[str | os.PathLike[str]], min_score: float, policy: Policy | str = Policy.BEST
+    ) -> FilterResult:
+        """Split photos into those that meet ``min_score`` under ``policy`` and the rest.
+
+        Args:
+            paths: a file or folder, or an iterable of files and/or folders.
+            min_score: threshold in [0, 1].
+            policy: ``best`` (best face), ``all`` (every face) or ``largest`` (largest face).
+
+        Raises:
+            InvalidArgumentError: bad threshold or policy, or a path that does not exist
+                (checked before any image is processed).
+        """
+        threshold = check_threshold(min_score)
+        policy = check_policy(policy)
+        result = FilterResult()
+        for assessment in self.assess_paths(paths):
+            rows = assessment.rows()
+            result.rows.extend(rows)
+            for group in group_by_photo(rows):
+                d = decide(group, threshold, policy)
+                (result.passed if d.passed else result.failed).append(d)
+        return result

@@ -1,0 +1,198 @@
+"""Training: labels, the training-set builder, the fixed HyperIQA solver, fine-tuning, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from faceiqa.cli import main
+from faceiqa.errors import CheckpointError, InvalidArgumentError
+from faceiqa.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
+from faceiqa.models.checkpoints import OFFICIAL, read_checkpoint, save_hypernet
+from faceiqa.models.face import BACKBONE_PREFIX, CachedStages, face_hypernet, head_state_dict, load_head
+from faceiqa.train import (
+    FaceDataConfig,
+    FinetuneConfig,
+    TrainConfig,
+    export_face_model,
+    finetune_hyperiqa,
+    parameter_groups,
+    train_face_model,
+)
+from faceiqa.trainset import FaceTrainSet, sample_plans
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_utility_calibration_maps_distances_linearly_and_clips():
+    cal = UtilityCalibration(0.3, 0.8)
+    np.testing.assert_allclose(cal([0.1, 0.3, 0.55, 0.8, 1.2]), [1.0, 1.0, 0.5, 0.0, 0.0])
+    cal = calibrate_utility(np.linspace(0.2, 0.6, 101), np.full(10, 0.9))
+    assert cal.d_good == pytest.approx(0.208) and cal.d_bad == pytest.approx(0.9)
+    with pytest.raises(InvalidArgumentError):
+        UtilityCalibration(0.8, 0.3)
+
+
+def test_perceptual_scores_are_one_for_identical_and_fall_with_damage():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (3, 96, 96, 3), dtype=np.uint8)
+    noisy = np.clip(ref.astype(int) + rng.normal(0, 40, ref.shape), 0, 255).astype(np.uint8)
+    very = np.clip(ref.astype(int) + rng.normal(0, 90, ref.shape), 0, 255).astype(np.uint8)
+    same = perceptual_scores(ref, ref)
+    assert np.all(same.combined == 1.0) and np.all(same.gmsd == 0.0)
+    a, b = perceptual_scores(ref, noisy).combined, perceptual_scores(ref, very).combined
+    assert np.all((a < 1) & (b < a) & (b >= 0))
+    np.testing.assert_allclose(blend(1.0, 0.0), 0.5)
+
+
+def test_variant_plans_are_seeded_and_start_pristine():
+    a, b = sample_plans("x/y.jpg", 6, seed=1), sample_plans("x/y.jpg", 6, seed=1)
+    assert a == b and a[0].spec == "pristine" and all(p.spec != "pristine" for p in a[1:])
+    assert sample_plans("x/z.jpg", 6, seed=1) != a
+
+
+# ----------------------------------------------------------------------------- solver
+
+
+def test_parameter_groups_hold_lists_with_the_hyper_network_at_ten_times_lr():
+    model = face_hypernet(CachedStages())
+    groups = parameter_groups(model, 1e-4, 10.0)
+    names = {g["name"]: g for g in groups}
+    assert isinstance(names["hyper"]["params"], list) and names["hyper"]["lr"] == pytest.approx(1e-3)
+    assert names["backbone"]["lr"] == pytest.approx(1e-4)
+    n_res = sum(1 for n, _ in model.named_parameters() if n.startswith("res."))
+    assert len(names["backbone"]["params"]) == n_res
+    assert len(names["hyper"]["params"]) + n_res == len(list(model.parameters()))
+
+
+def _synthetic_trainset(n: int = 600, seed: int = 0) -> FaceTrainSet:
+    """Random stage features whose label is a smooth function of them (learnable)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(32, 5, 5), (64, 2, 2), (128, 1, 1), (256, 2, 2)]
+    stages = [rng.normal(0, 1, (n, *s)).astype(np.float32) for s in shapes]
+    signal = stages[3].mean(axis=(1, 2, 3)) * 32  # unit variance
+    label = 1 / (1 + np.exp(-signal))
+    split = np.where(np.arange(n) % 4 == 0, "val", "train")
+    person = np.array([f"p{i // 3}" for i in range(n)])
+    return FaceTrainSet(
+        stages=stages, extra=np.zeros((n, 1), np.float32), utility=label, perceptual=label, label=label,
+        distance=np.zeros(n), detected=np.ones(n, bool), person=person, key=np.array([f"{i}" for i in range(n)]),
+        spec=np.array(["pristine"] * n), split=split, calibration=UtilityCalibration(0.27, 0.8),
+    )
+
+
+def test_face_training_learns_resumes_and_exports(tmp_path):
+    cache = _synthetic_trainset().save(tmp_path / "set.npz")
+    data = FaceDataConfig(cache=str(cache))
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=1e-3, lr_ratio=3.0, device="cpu", patience=10)
+    first = train_face_model(data, cfg, tmp_path / "run", progress=False)
+    assert len(first.history) == 3
+    resumed = train_face_model(data, TrainConfig(**{**cfg.__dict__, "epochs": 10}), tmp_path / "run", resume=True, progress=False)
+    assert [h.epoch for h in resumed.history] == list(range(1, 11))
+    assert resumed.best_srcc > 0.6, resumed.history
+    assert resumed.history[-1].train_l1 < resumed.history[0].train_l1
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert len(rows) == 10 and float(rows[0]["lr_hyper"]) == pytest.approx(3e-3)
+    cfg_json = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg_json["job"] == "face" and cfg_json["train"]["epochs"] == 10
+    head = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert head and not any(k.startswith(BACKBONE_PREFIX) for k in head)
+    entry = export_face_model(tmp_path / "run", tmp_path / "exported.pt")
+    assert entry["size"] == (tmp_path / "exported.pt").stat().st_size and entry["architecture"] == "hyperiqa-dlib"
+
+
+def test_head_loading_names_missing_and_unexpected_keys():
+    model = face_hypernet(CachedStages())
+    state = head_state_dict(model)
+    load_head(face_hypernet(CachedStages()), state)
+    broken = dict(state)
+    key = sorted(broken)[0]
+    del broken[key]
+    with pytest.raises(CheckpointError, match=key):
+        load_head(face_hypernet(CachedStages()), broken)
+    with pytest.raises(CheckpointError, match="bogus"):
+        load_head(face_hypernet(CachedStages()), {**state, "bogus.weight": torch.zeros(1)})
+
+
+def test_training_without_validation_data_is_refused(tmp_path):
+    ds = _synthetic_trainset(40)
+    ds.split[:] = "train"
+    cache = ds.save(tmp_path / "set.npz")
+    with pytest.raises(InvalidArgumentError, match="validation"):
+        train_face_model(FaceDataConfig(cache=str(cache)), TrainConfig(epochs=1, device="cpu"), tmp_path / "r", progress=False)
+
+
+# ----------------------------------------------------------------------------- fine-tuning ResNet-50 HyperIQA
+
+
+@pytest.mark.slow
+def test_finetune_from_a_random_full_size_official_checkpoint(tmp_path):
+    from PIL import Image
+
+    from faceiqa.models import hyperiqa_resnet50, load_scorer
+
+    torch.manual_seed(0)
+    start = tmp_path / "koniq_random.pkl"
+    save_hypernet(hyperiqa_resnet50(), start, layout=OFFICIAL)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(5):
+        level = i * 50
+        img = np.clip(rng.normal(128, 10 + level, (240, 232, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / f"im{i}.png")
+        rows.append((f"im{i}.png", 1 + i))
+    with open(tmp_path / "scores.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "mos"])
+        w.writerows(rows)
+    job = FinetuneConfig(weights=str(start), csv=str(tmp_path / "scores.csv"), patches=2, val_fraction=0.4)
+    cfg = TrainConfig(epochs=1, batch_size=3, lr=2e-5, device="cpu")
+    result = finetune_hyperiqa(job, cfg, tmp_path / "ft", progress=False)
+    assert result.best_epoch == 1
+    saved = torch.load(tmp_path / "ft" / "best.pt", map_location="cpu", weights_only=True)
+    assert "res.lda4_fc.weight" in saved and "fc5w_fc.weight" in saved  # official layout
+    before = torch.load(start, map_location="cpu", weights_only=True)
+    assert not torch.equal(saved["fc1w_conv.weight"], before["fc1w_conv.weight"])  # the hyper network trained
+    assert not torch.equal(saved["res.layer4.2.conv3.weight"], before["res.layer4.2.conv3.weight"])
+    scorer = load_scorer(tmp_path / "ft" / "best.pt", device="cpu")
+    assert scorer.score_image(np.zeros((230, 230, 3), np.uint8)).score.shape == (1,)
+    cfg_json = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg_json["score_range"] == [1.0, 5.0]
+
+
+def test_finetune_reports_missing_images_clearly(tmp_path):
+    (tmp_path / "s.csv").write_text("image,mos\nnope.jpg,3\nalso.jpg,4\nthird.jpg,1\n")
+    with pytest.raises(InvalidArgumentError, match="missing"):
+        finetune_hyperiqa(FinetuneConfig(csv=str(tmp_path / "s.csv")), TrainConfig(epochs=1, device="cpu"), tmp_path / "r", progress=False)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_train_face_on_a_cache_and_usage_errors(tmp_path):
+    cache = _synthetic_trainset(200).save(tmp_path / "set.npz")
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "face", "--cache", str(cache), "--out", str(tmp_path / "run"), "--epochs", "2", "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "best epoch" in res.output and (tmp_path / "run" / "best.pt").is_file()
+    res = runner.invoke(main, ["train", "face", "--out", str(tmp_path / "run2")])
+    assert res.exit_code == 2 and "--images" in res.output
+    (tmp_path / "cfg.json").write_text(json.dumps({"train": {"bogus": 1}}))
+    res = runner.invoke(main, ["train", "face", "--cache", str(cache), "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "r3")])
+    assert res.exit_code == 2 and "bogus" in res.output
+    res = runner.invoke(main, ["train", "export-face", str(tmp_path / "run"), "--to", str(tmp_path / "w.pt")])
+    assert res.exit_code == 0 and json.loads(res.output)["file"] == "w.pt"
