@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from faceiqa.errors import InvalidArgumentError
 
 
@@ -68,3 +70,109 @@ def read_pairs(path: str | Path) -> list[Pair]:
         except ValueError:
             raise InvalidArgumentError(f"{path}: line {n + 2} is not a valid pair: {' '.join(fields)!r}") from None
     return pairs
+
+
+# --------------------------------------------------------------------------- k-fold protocol
+
+
+@dataclass(frozen=True)
+class KFoldResult:
+    """Outcome of the k-fold threshold protocol.
+
+    Attributes:
+        accuracies: (k,) accuracy in [0, 1] on each held-out fold.
+        thresholds: (k,) distance threshold chosen on the other folds for each fold.
+        folds: (k,) fold ids, in the order of the two arrays above.
+        mean: mean of ``accuracies``.
+        std: population standard deviation (ddof=0) of ``accuracies``, as the usual LFW
+            evaluation scripts report it.
+    """
+
+    accuracies: np.ndarray
+    thresholds: np.ndarray
+    folds: np.ndarray
+    mean: float
+    std: float
+
+
+def _check_scores(distances, genuine) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(distances, dtype=np.float64)
+    g = np.asarray(genuine)
+    if d.ndim != 1 or g.shape != d.shape:
+        raise InvalidArgumentError(f"distances and labels must be 1-d of equal length, got {d.shape} and {g.shape}")
+    if d.size == 0:
+        raise InvalidArgumentError("no comparisons given")
+    if not np.all(np.isfinite(d)):
+        raise InvalidArgumentError("distances must be finite")
+    if g.dtype != bool:
+        if not np.all((g == 0) | (g == 1)):
+            raise InvalidArgumentError("labels must be booleans or 0/1 (1 = same person)")
+        g = g.astype(bool)
+    return d, g
+
+
+def verification_accuracy(distances, genuine, threshold: float) -> float:
+    """Fraction of comparisons decided correctly when "same person" means ``distance < threshold``.
+
+    Args:
+        distances: (N,) comparison distances (smaller = more alike).
+        genuine: (N,) booleans, True for same-person pairs.
+        threshold: decision threshold in distance units.
+    """
+    d, g = _check_scores(distances, genuine)
+    return float(np.mean((d < threshold) == g))
+
+
+def best_threshold(distances, genuine) -> tuple[float, float]:
+    """The threshold with the highest accuracy on these comparisons, searched exactly.
+
+    Every distinct decision is tried: below the smallest distance, between each two
+    consecutive distinct distances (their midpoint) and above the largest. Among equally
+    accurate thresholds the smallest is returned.
+
+    Returns:
+        ``(threshold, accuracy)``; accuracy in [0, 1].
+    """
+    d, g = _check_scores(distances, genuine)
+    order = np.argsort(d, kind="stable")
+    ds, gs = d[order], g[order]
+    # Cut positions: after the last copy of each distinct value (ties decide together).
+    last_of_run = np.flatnonzero(np.r_[ds[1:] != ds[:-1], True])
+    genuine_below = np.cumsum(gs)[last_of_run]  # genuine pairs accepted at each cut
+    accepted = last_of_run + 1
+    impostors_above = (~gs).sum() - (accepted - genuine_below)
+    correct = np.r_[(~gs).sum(), genuine_below + impostors_above]  # first entry: accept none
+    lo, hi = ds[last_of_run[:-1]], ds[last_of_run[:-1] + 1]
+    mid = (lo + hi) / 2.0
+    mid = np.where(mid > lo, mid, hi)  # adjacent floats: the midpoint may round down to lo
+    cuts = np.r_[ds[0] - 1.0, mid, ds[-1] + 1.0]
+    best = int(np.argmax(correct))
+    return float(cuts[best]), float(correct[best] / d.size)
+
+
+def kfold_accuracy(distances, genuine, folds) -> KFoldResult:
+    """The standard LFW protocol: per fold, pick the threshold on the other folds, score this one.
+
+    Args:
+        distances: (N,) comparison distances (smaller = more alike).
+        genuine: (N,) booleans, True for same-person pairs.
+        folds: (N,) integer fold id of each comparison (at least two distinct ids).
+
+    Returns:
+        A :class:`KFoldResult` with per-fold accuracies and thresholds, their mean and std.
+    """
+    d, g = _check_scores(distances, genuine)
+    f = np.asarray(folds)
+    if f.shape != d.shape or not np.issubdtype(f.dtype, np.integer):
+        raise InvalidArgumentError(f"folds must be an integer array shaped like distances, got {f.dtype} {f.shape}")
+    ids = np.unique(f)
+    if ids.size < 2:
+        raise InvalidArgumentError("the k-fold protocol needs at least two folds")
+    accs, ths = [], []
+    for fold in ids:
+        test = f == fold
+        th, _ = best_threshold(d[~test], g[~test])
+        ths.append(th)
+        accs.append(float(np.mean((d[test] < th) == g[test])))
+    accuracies = np.array(accs)
+    return KFoldResult(accuracies, np.array(ths), ids, float(accuracies.mean()), float(accuracies.std()))

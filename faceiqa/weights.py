@@ -251,6 +251,8 @@ class WeightsSpec:
         input: input protocol; None for entries that declare none (only allowed for
             non-quality kinds).
         score: raw output and mapping; None for non-quality kinds.
+        source: where the file comes from when it is not downloaded as is (e.g. the package
+            it was converted from, or the command that trained it).
         licence, citation, description: free text.
         options: architecture-specific builder options (e.g. ``extra_target_inputs``).
     """
@@ -269,6 +271,7 @@ class WeightsSpec:
     licence: str = ""
     citation: str = ""
     description: str = ""
+    source: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -317,6 +320,7 @@ class WeightsSpec:
             licence=str(data.get("licence", "")),
             citation=str(data.get("citation", "")),
             description=str(data.get("description", "")),
+            source=str(data.get("source", "")),
             options=dict(data.get("options", {})),
         )
         if kind == "quality" and (spec.input is None or spec.score is None or not spec.architecture):
