@@ -438,15 +438,22 @@ class DegradePlan:
         fraction: share of images degraded, in (0, 1]; which ones is decided per image key
             from the seed, so a good quality score can be tested on finding them.
         seed: base seed (degradation noise and the selection are both derived per key).
+        mixed: instead of fixed steps, each degraded image gets one degradation of a kind
+            and level (1..5) drawn per image key (spec ``"mix"``).
     """
 
     steps: tuple[tuple[str, int], ...] = ()
     fraction: float = 1.0
     seed: int = 0
+    mixed: bool = False
 
     @classmethod
     def parse(cls, spec: str | Sequence[tuple[str, int]] | None, fraction: float = 1.0, seed: int = 0) -> DegradePlan:
         """Build a plan from a spec string (or steps); validates everything."""
+        if isinstance(spec, str) and spec.strip().lower() == "mix":
+            if not (0.0 < fraction <= 1.0):
+                raise InvalidArgumentError(f"degrade fraction must be in (0, 1], got {fraction}")
+            return cls((), float(fraction), int(seed), mixed=True)
         steps = _degrade.parse_spec(spec) if isinstance(spec, str) else [tuple(s) for s in (spec or [])]
         steps = [(_degrade.get_kind(k).name, lv) for k, lv in steps]
         if steps:
@@ -456,19 +463,34 @@ class DegradePlan:
         return cls(tuple(steps), float(fraction), int(seed))
 
     @property
+    def active(self) -> bool:
+        """Whether any image is degraded."""
+        return bool(self.steps) or self.mixed
+
+    @property
     def spec(self) -> str:
-        """The steps as ``"kind:level,..."`` (``""`` for none)."""
+        """The steps as ``"kind:level,..."`` (``"mix"`` for mixed, ``""`` for none)."""
+        if self.mixed:
+            return "mix"
         return _degrade.format_spec(self.steps) if self.steps else ""
 
     def describe(self) -> str:
         """``none``, ``blur:3`` or ``blur:3 on 50% of images``."""
-        if not self.steps:
+        if not self.active:
             return "none"
         return self.spec if self.fraction >= 1.0 else f"{self.spec} on {100 * self.fraction:g}% of images"
 
+    def steps_for(self, key: str) -> list[tuple[str, int]]:
+        """The degradation steps of the image with this key (when it is selected)."""
+        if not self.mixed:
+            return list(self.steps)
+        rng = np.random.default_rng(_degrade.seed_for("mix\0" + key, self.seed))
+        kinds = _degrade.list_kinds()
+        return [(kinds[int(rng.integers(len(kinds)))], int(rng.integers(1, 6)))]
+
     def selected(self, key: str) -> bool:
         """Whether the image with this key is degraded."""
-        if not self.steps:
+        if not self.active:
             return False
         if self.fraction >= 1.0:
             return True
@@ -479,7 +501,7 @@ class DegradePlan:
         """The image as evaluated: degraded (seeded by its key) when selected, else unchanged."""
         if not self.selected(key):
             return image
-        return _degrade.compose(image, self.steps, seed=_degrade.seed_for(key, self.seed))
+        return _degrade.compose(image, self.steps_for(key), seed=_degrade.seed_for(key, self.seed))
 
 
 @dataclass
@@ -851,7 +873,9 @@ class MonotonicityRow:
     n_constant: int
 
 
-ScoreFn = Callable[[list[np.ndarray]], np.ndarray]
+#: ``f(images, owners) -> scores``: scores of uint8 images; ``owners[k]`` is the index of the
+#: pristine image that ``images[k]`` was made from.
+ScoreFn = Callable[[list[np.ndarray], list[int]], np.ndarray]
 
 
 def monotonicity(
@@ -870,8 +894,8 @@ def monotonicity(
 
     Args:
         images: pristine (H, W, 3) uint8 RGB images (e.g. aligned face crops).
-        score_fn: ``f(list of uint8 images) -> scores``, one finite score per image, higher =
-            better.
+        score_fn: ``f(list of uint8 images, owners) -> scores``, one finite score per image,
+            higher = better; ``owners`` gives each image's source index in ``images``.
         kinds: degradation kinds (default: all of :data:`faceiqa.degrade.KINDS`).
         levels: severity levels to score, 0 = pristine.
         seed: base seed; image ``i`` is degraded with ``seed_for(keys[i], seed)``.
@@ -908,7 +932,8 @@ def monotonicity(
                 for i in chunk
                 for v in lv
             ]
-            scores = np.asarray(score_fn(variants), dtype=np.float64).ravel()
+            owners = [i for i in chunk for _ in lv]
+            scores = np.asarray(score_fn(variants, owners), dtype=np.float64).ravel()
             if scores.shape != (len(variants),):
                 raise InvalidArgumentError(f"score function returned {scores.size} scores for {len(variants)} images")
             if not np.all(np.isfinite(scores)):
@@ -954,12 +979,15 @@ def monotonicity_of_scorer(
     """
     from faceiqa.alignment import align_face, get_template
 
-    if getattr(scorer, "extra_inputs", 0):
-        raise FaceIQAError(
-            "this quality model takes extra inputs besides the crop; the monotonicity study does not supply them yet"
-        )
+    from faceiqa.pipeline import FACE_FEATURES
+
+    extra_names = tuple(getattr(scorer, "extra_names", ()))
+    if getattr(scorer, "extra_inputs", 0) and (
+        len(extra_names) != scorer.extra_inputs or any(n not in FACE_FEATURES for n in extra_names)
+    ):
+        raise FaceIQAError(f"this quality model takes extra inputs {list(extra_names)} that faceiqa cannot compute")
     tpl = scorer.template if not isinstance(scorer.template, str) else get_template(scorer.template)
-    crops, keys = [], []
+    crops, keys, eye = [], [], []
     skipped = 0
     for path in image_paths:
         try:
@@ -972,13 +1000,20 @@ def monotonicity_of_scorer(
         if face is None:
             skipped += 1
             continue
-        crops.append(align_face(image, np.asarray(face.landmarks, dtype=np.float64), tpl))
+        landmarks = np.asarray(face.landmarks, dtype=np.float64)
+        crops.append(align_face(image, landmarks, tpl))
         keys.append(image_key(path, root))
+        eye.append(float(np.linalg.norm(landmarks[1] - landmarks[0])))
     if not crops:
         raise InvalidArgumentError("no face found in any of the images")
 
-    def score_fn(images: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(scorer.score_crops(np.stack(images)).score, dtype=np.float64)
+    def score_fn(images: list[np.ndarray], owners: list[int]) -> np.ndarray:
+        # Per-face inputs (e.g. the face's size) describe the source photo, so every
+        # degraded version of a crop gets its source's values.
+        extra = None
+        if extra_names:
+            extra = np.array([[FACE_FEATURES[n](eye[i], tpl) for n in extra_names] for i in owners])
+        return np.asarray(scorer.score_crops(np.stack(images), extra=extra).score, dtype=np.float64)
 
     return monotonicity(crops, score_fn, kinds=kinds, seed=seed, keys=keys, template=tpl), skipped
 
@@ -1058,7 +1093,7 @@ def degrade_set(
     from PIL import Image
 
     plan = DegradePlan.parse(spec, fraction, seed)
-    if not plan.steps:
+    if not plan.active:
         raise InvalidArgumentError("empty degradation spec")
     src, dst = Path(images_dir).resolve(), Path(out_dir).resolve()
     if not src.is_dir():

@@ -176,3 +176,70 @@ def kfold_accuracy(distances, genuine, folds) -> KFoldResult:
         accs.append(float(np.mean((d[test] < th) == g[test])))
     accuracies = np.array(accs)
     return KFoldResult(accuracies, np.array(ths), ids, float(accuracies.mean()), float(accuracies.std()))
+
+
+def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
+    """Write pairs in the ``pairs.txt`` layout read by :func:`read_pairs`.
+
+    Every fold must hold as many genuine as impostor pairs (the layout's header gives one
+    count per fold); within a fold genuine pairs are written first.
+
+    Raises:
+        InvalidArgumentError: the folds are unbalanced or of unequal sizes.
+    """
+    folds = sorted({p.fold for p in pairs})
+    if folds != list(range(len(folds))):
+        raise InvalidArgumentError("folds must be numbered 0..k-1")
+    per_fold = {f: ([p for p in pairs if p.fold == f and p.genuine], [p for p in pairs if p.fold == f and not p.genuine]) for f in folds}
+    sizes = {len(g) for g, _ in per_fold.values()} | {len(i) for _, i in per_fold.values()}
+    if len(sizes) != 1:
+        raise InvalidArgumentError("every fold needs the same number of genuine and impostor pairs")
+    lines = [f"{len(folds)}\t{sizes.pop()}"]
+    for f in folds:
+        genuine, impostor = per_fold[f]
+        lines += [f"{p.name1}\t{p.index1}\t{p.index2}" for p in genuine]
+        lines += [f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}" for p in impostor]
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def make_pairs(
+    photos: dict[str, list[int]], n_pairs: int, *, seed: int = 0, max_per_person: int = 50
+) -> list[Pair]:
+    """Random verification pairs (one fold, as many genuine as impostor) from photo lists.
+
+    Args:
+        photos: person name -> photo numbers (1-based, as in the LFW file names).
+        n_pairs: wanted genuine pairs (and as many impostor pairs); fewer when the people
+            do not have enough photo pairs.
+        seed: seed of the draw.
+        max_per_person: at most this many genuine pairs of one person, so that people with
+            hundreds of photos do not dominate.
+    """
+
+    rng = np.random.default_rng(seed)
+    people = sorted(photos)
+    genuine: list[Pair] = []
+    for name in people:
+        nums = sorted(photos[name])
+        combos = [(a, b) for i, a in enumerate(nums) for b in nums[i + 1 :]]
+        if len(combos) > max_per_person:
+            combos = [combos[k] for k in sorted(rng.choice(len(combos), max_per_person, replace=False))]
+        genuine += [Pair(name, a, name, b, True, 0) for a, b in combos]
+    if len(genuine) > n_pairs:
+        genuine = [genuine[k] for k in sorted(rng.choice(len(genuine), n_pairs, replace=False))]
+    if len(people) < 2 or not genuine:
+        raise InvalidArgumentError("need at least two people and one person with two photos")
+    impostor: list[Pair] = []
+    seen: set[tuple[str, int, str, int]] = set()
+    while len(impostor) < len(genuine):
+        a, b = rng.choice(len(people), 2, replace=False)
+        n1, n2 = people[int(a)], people[int(b)]
+        i1 = int(rng.choice(photos[n1]))
+        i2 = int(rng.choice(photos[n2]))
+        pair_key = (n1, i1, n2, i2) if n1 < n2 else (n2, i2, n1, i1)
+        if pair_key not in seen:
+            seen.add(pair_key)
+            impostor.append(Pair(*pair_key, False, 0))
+    return genuine + impostor

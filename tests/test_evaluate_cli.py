@@ -456,16 +456,16 @@ def _sharpness_scores(images):
 def test_monotonicity_of_a_sharpness_score():
     rng = np.random.default_rng(0)
     crops = [np.clip(128 + rng.normal(0, 25, (96, 96, 3)), 0, 255).astype(np.uint8) for _ in range(4)]
-    rows = ev.monotonicity(crops, _sharpness_scores, kinds=["blur", "defocus", "occlusion"], seed=1)
+    rows = ev.monotonicity(crops, lambda ims, owners: _sharpness_scores(ims), kinds=["blur", "defocus", "occlusion"], seed=1)
     by_kind = {r.kind: r for r in rows}
     assert by_kind["blur"].mean_srcc == -1.0 and by_kind["blur"].std_srcc == 0.0
     assert by_kind["defocus"].mean_srcc == -1.0 and by_kind["blur"].n_images == 4
-    constant = ev.monotonicity(crops, lambda ims: np.ones(len(ims)), kinds=["noise"])
+    constant = ev.monotonicity(crops, lambda ims, owners: np.ones(len(ims)), kinds=["noise"])
     assert constant[0].n_constant == 4 and np.isnan(constant[0].mean_srcc)
-    rising = ev.monotonicity(crops, lambda ims: -_sharpness_scores(ims), kinds=["blur"])
+    rising = ev.monotonicity(crops, lambda ims, owners: -_sharpness_scores(ims), kinds=["blur"])
     assert rising[0].mean_srcc == 1.0
     with pytest.raises(ev.InvalidArgumentError, match="returned 1 scores"):
-        ev.monotonicity(crops, lambda ims: np.ones(1), kinds=["blur"])
+        ev.monotonicity(crops, lambda ims, owners: np.ones(1), kinds=["blur"])
 
 
 @dataclass
@@ -477,8 +477,8 @@ class _Scores:
 class StubScorer:
     template = "hyperiqa-224"
 
-    def score_crops(self, crops):
-        assert crops.shape[1:] == (224, 224, 3)
+    def score_crops(self, crops, extra=None):
+        assert crops.shape[1:] == (224, 224, 3) and extra is None
         s = _sharpness_scores(list(crops))
         return _Scores(s / (1 + s), s)
 
@@ -591,3 +591,15 @@ def test_missing_evaluation_extras_give_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy", None)
     r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(labels), "--label-column", "MOS"])
     assert r.exit_code == 1 and "needs scipy: pip install 'faceiqa[eval]'" in _one_line_error(r)
+
+
+def test_mixed_degrade_plan_draws_one_seeded_step_per_image():
+    plan = ev.DegradePlan.parse("mix", fraction=1.0, seed=2)
+    assert plan.active and plan.spec == "mix"
+    steps = {k: tuple(plan.steps_for(k)) for k in ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg")}
+    assert all(len(s) == 1 and 1 <= s[0][1] <= 5 for s in steps.values())
+    assert len(set(steps.values())) > 1  # not the same for every image
+    assert steps == {k: tuple(plan.steps_for(k)) for k in steps}
+    img = np.full((64, 64, 3), 128, np.uint8)
+    img[::4] = 30
+    assert np.array_equal(plan.apply(img, "a.jpg"), plan.apply(img, "a.jpg"))

@@ -85,3 +85,24 @@ def test_read_pairs_still_reads_lfw_layout(tmp_path):
     pairs = read_pairs(path)
     assert [(p.genuine, p.fold) for p in pairs] == [(True, 0), (False, 0), (True, 1), (False, 1)]
     assert pairs[1].paths(tmp_path)[1].name == "C_0003.jpg"
+
+
+def test_make_pairs_round_trips_and_balances(tmp_path):
+    from faceiqa.verification import make_pairs, write_pairs
+
+    photos = {"Ann": [1, 2, 3], "Bob": [1, 2], "Cy": [1], "Dee": [4, 7]}
+    pairs = make_pairs(photos, 100, seed=3, max_per_person=2)
+    genuine = [p for p in pairs if p.genuine]
+    assert len(genuine) == 4 and len(pairs) == 8  # Ann capped at 2, Bob 1, Dee 1
+    assert all(p.name1 == p.name2 for p in genuine)
+    assert all(p.name1 != p.name2 for p in pairs if not p.genuine)
+    back = read_pairs(write_pairs(pairs, tmp_path / "p.txt"))
+    assert back == pairs
+    assert make_pairs(photos, 100, seed=3, max_per_person=2) == pairs
+
+
+def test_make_pairs_needs_two_people():
+    from faceiqa.verification import make_pairs
+
+    with pytest.raises(InvalidArgumentError):
+        make_pairs({"Ann": [1, 2]}, 10)

@@ -57,6 +57,8 @@ def _parse_spec(spec: str | None) -> str | None:
 
     if spec is None:
         return None
+    if spec.strip().lower() == "mix":
+        return "mix"
     try:
         return format_spec(parse_spec(spec))
     except FaceIQAError as exc:
@@ -201,7 +203,7 @@ def _limit_pairs(pairs, limit: int | None):
     "--degrade",
     "degrade_spec",
     default=None,
-    help="Degrade the pair images first, e.g. 'blur:3,jpeg:2' (seeded per image).",
+    help="Degrade the pair images first, e.g. 'blur:3,jpeg:2', or 'mix' (one random kind and level per image); seeded per image.",
 )
 @click.option(
     "--degrade-fraction",
@@ -338,7 +340,7 @@ def edc_command(
             ev.write_table(report.table, table_path)
             click.echo(f"table: {table_path}")
         if plot_path:
-            title = f"EDC (degrade: {s.plan.describe()})" if s.plan.steps else "EDC"
+            title = f"EDC (degrade: {s.plan.describe()})" if s.plan.active else "EDC"
             plot_edc(report.curves, plot_path, max_discard=max_discard, title=title)
             click.echo(f"plot: {plot_path}")
     except OSError as exc:
@@ -354,7 +356,7 @@ def edc_command(
 
 @evaluate.command("degrade-set")
 @click.option("--images", "images_dir", required=True, type=_EXISTING_DIR, help="Folder of pristine images.")
-@click.option("--degrade", "degrade_spec", required=True, help="Degradations, e.g. 'blur:3,jpeg:2'.")
+@click.option("--degrade", "degrade_spec", required=True, help="Degradations, e.g. 'blur:3,jpeg:2', or 'mix' (one random kind and level per image).")
 @click.option(
     "--out",
     "out_dir",
@@ -422,7 +424,8 @@ def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_f
 @click.option("--device", default=None, help="Torch device (default: automatic).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Degradation seed.")
 @click.option("--table", "table_path", type=_OUT_FILE, help="Write the table here (.csv, or .md for markdown).")
-def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_path) -> None:
+@click.option("--pairs", "pairs_path", type=_EXISTING_FILE, help="Only the photos named in this pairs file.")
+def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_path, pairs_path) -> None:
     """Does the score fall as each degradation gets stronger?
 
     For each kind, the Spearman correlation between level (0 = pristine .. 5) and score over
@@ -440,6 +443,11 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
             raise click.BadParameter(str(exc), param_hint="--kinds") from None
     try:
         paths = ev.list_images(images_dir)
+        if pairs_path:
+            from faceiqa.verification import read_pairs
+
+            wanted = {k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair}
+            paths = [p for p in paths if ev.image_key(p, images_dir) in wanted]
         if not paths:
             raise FaceIQAError(f"no images under {images_dir}")
         idx = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
@@ -461,3 +469,48 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
         except OSError as exc:
             raise _fail(exc) from None
         click.echo(f"table: {table_path}")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@evaluate.command("make-pairs")
+@click.option("--images", "images_dir", required=True, type=_EXISTING_DIR, help="Photo folder, one sub-folder per person (<Name>/<Name>_NNNN.jpg).")
+@click.option("--out", "out_path", required=True, type=_OUT_FILE, help="Pairs file to write (pairs.txt layout, one fold).")
+@click.option("--people-from", "people_from", type=_EXISTING_FILE, help="Only people named in these pairs' --folds (identity-disjoint splits).")
+@click.option("--folds", default=None, help="Comma-separated 0-based folds of --people-from.")
+@click.option("--n", "n_pairs", default=3000, show_default=True, type=click.IntRange(min=1), help="Genuine pairs wanted (as many impostor pairs).")
+@click.option("--max-per-person", default=50, show_default=True, type=click.IntRange(min=1), help="Cap on one person's genuine pairs.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the draw.")
+def make_pairs_command(images_dir, out_path, people_from, folds, n_pairs, max_per_person, seed) -> None:
+    """Draw verification pairs for 'evaluate edc' (more impostors than LFW's 300 per fold,
+    so that FMR 1e-3 thresholds can be set)."""
+    from faceiqa.verification import make_pairs, read_pairs, write_pairs
+
+    if out_path.exists():
+        raise click.UsageError(f"{out_path} already exists")
+    keep = None
+    if people_from is not None:
+        fold_set = {int(v) for v in _parse_floats(folds, "--folds")} if folds else None
+        keep = {n for p in read_pairs(people_from) if fold_set is None or p.fold in fold_set for n in (p.name1, p.name2)}
+    elif folds:
+        raise click.UsageError("--folds needs --people-from")
+    photos: dict[str, list[int]] = {}
+    for person in sorted(d for d in images_dir.iterdir() if d.is_dir()):
+        if keep is not None and person.name not in keep:
+            continue
+        nums = []
+        for f in person.iterdir():
+            stem = f.stem
+            prefix = person.name + "_"
+            if stem.startswith(prefix) and stem[len(prefix):].isdigit():
+                nums.append(int(stem[len(prefix):]))
+        if nums:
+            photos[person.name] = sorted(nums)
+    try:
+        pairs = make_pairs(photos, n_pairs, seed=seed, max_per_person=max_per_person)
+        write_pairs(pairs, out_path)
+    except FaceIQAError as exc:
+        raise _fail(exc) from None
+    n = sum(p.genuine for p in pairs)
+    click.echo(f"{n} genuine and {len(pairs) - n} impostor pairs of {len(photos)} people -> {out_path}")
