@@ -1018,6 +1018,101 @@ def monotonicity_of_scorer(
     return monotonicity(crops, score_fn, kinds=kinds, seed=seed, keys=keys, template=tpl), skipped
 
 
+@dataclass(frozen=True)
+class ResolutionRanking:
+    """Does the score rank the same faces by their real resolution?
+
+    Attributes:
+        mode: ``down-up`` (the photo is shrunk by each factor and enlarged back to its size:
+            the face keeps its pixel size but loses detail) or ``down`` (the photo is only
+            shrunk: the face really has fewer pixels).
+        factors: shrink factors, 1 = the original photo.
+        n_faces: faces studied.
+        mean_srcc: mean over faces of the Spearman correlation between factor and score
+            (-1: the score falls at every step).
+        in_order: share of faces whose scores strictly fall from each factor to the next.
+        n_lost: faces the detector lost at some factor (their score there counts as the
+            lowest, since a pipeline would drop them).
+        mean_scores: mean score at each factor (over the faces found at that factor).
+    """
+
+    mode: str
+    factors: tuple[float, ...]
+    n_faces: int
+    mean_srcc: float
+    in_order: float
+    n_lost: int
+    mean_scores: tuple[float, ...]
+
+
+def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def resolution_ranking(
+    image_paths: Sequence[str | os.PathLike],
+    assessor,
+    *,
+    factors: Sequence[float] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
+    mode: str = "down-up",
+    face_rule: str = "prob",
+) -> ResolutionRanking:
+    """Score each photo's face at several real resolutions through the whole pipeline.
+
+    Args:
+        image_paths: photos (one face each is studied: the one ``face_rule`` picks).
+        assessor: a :class:`faceiqa.pipeline.FaceQualityAssessor` (detector + model).
+        factors: increasing shrink factors; the first is usually 1.
+        mode: ``down-up`` or ``down`` (see :class:`ResolutionRanking`).
+    """
+    import cv2
+
+    fs = [float(f) for f in factors]
+    if len(fs) < 2 or any(f < 1 for f in fs) or fs != sorted(set(fs)):
+        raise InvalidArgumentError(f"factors must be at least two increasing numbers >= 1, got {list(factors)}")
+    if mode not in ("down-up", "down"):
+        raise InvalidArgumentError(f"mode must be 'down-up' or 'down', got {mode!r}")
+    table: list[list[float]] = []
+    lost = 0
+    for path in image_paths:
+        try:
+            image = read_rgb(path)
+        except ImageReadError as exc:
+            log.warning("%s", exc)
+            continue
+        face = select_face(assessor.detector.detect(image), face_rule)
+        if face is None:
+            continue
+        h, w = image.shape[:2]
+        row: list[float] = []
+        for f in fs:
+            small = image if f == 1 else cv2.resize(image, (max(8, round(w / f)), max(8, round(h / f))), interpolation=cv2.INTER_AREA)
+            if mode == "down-up" and f != 1:
+                small = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+            sx, sy = small.shape[1] / w, small.shape[0] / h
+            expected = ((face.box[0] + 0.5) * sx - 0.5, (face.box[1] + 0.5) * sy - 0.5, (face.box[2] + 0.5) * sx - 0.5, (face.box[3] + 0.5) * sy - 0.5)
+            found = [c for c in assessor.detector.detect(small) if _box_iou(c.box, expected) >= 0.3]
+            if not found:
+                row.append(-np.inf)
+                continue
+            best = max(found, key=lambda c: _box_iou(c.box, expected))
+            crop = assessor.align(small, [best])
+            row.append(float(assessor.score_crops(crop, eye_distance=[best.eye_distance]).score[0]))
+        lost += int(any(np.isinf(v) for v in row))
+        table.append(row)
+    if not table:
+        raise InvalidArgumentError("no face found in any of the photos")
+    arr = np.array(table)
+    ranked = np.where(np.isinf(arr), -1.0, arr)  # lost faces rank below every score
+    rhos = [float(stats.spearmanr(fs, r).statistic) for r in ranked if np.ptp(r) > 0]
+    in_order = float(np.mean([np.all(np.diff(r) < 0) for r in ranked]))
+    means = tuple(float(np.mean(col[np.isfinite(col)])) if np.isfinite(col).any() else float("nan") for col in arr.T)
+    return ResolutionRanking(mode, tuple(fs), len(table), float(np.mean(rhos)) if rhos else float("nan"), in_order, lost, means)
+
+
 def monotonicity_table(rows: Sequence[MonotonicityRow]) -> pd.DataFrame:
     """The rows as a DataFrame (one row per kind)."""
     return pd.DataFrame([r.__dict__ for r in rows])

@@ -183,17 +183,19 @@ def _as_path_list(paths: Any) -> list[Any]:
     return list(paths)
 
 
-def ordered_prefetch(items: Iterable[T], fn: Callable[[T], R], *, workers: int, depth: int) -> Iterator[R]:
+def ordered_prefetch(
+    items: Iterable[T], fn: Callable[[T], R], *, workers: int, depth: int, name: str = "faceiqa-read"
+) -> Iterator[R]:
     """``map(fn, items)`` computed ahead by ``workers`` threads, yielded in input order.
 
     At most ``depth`` results are in flight, so memory stays bounded on endless inputs.
-    With ``workers`` = 0 it is a plain lazy map.
+    With ``workers`` = 0 it is a plain lazy map. ``items`` is iterated in the consumer's thread.
     """
     if workers <= 0:
         yield from map(fn, items)
         return
     queue: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceiqa-read") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
         for item in items:
             queue.append(pool.submit(fn, item))
             if len(queue) >= depth:
@@ -221,6 +223,22 @@ class FaceQualityAssessor:
         flip: average each crop's score with its mirror image's (twice the compute).
         max_pixels: images with more pixels are refused (decompression-bomb guard).
         read_workers: threads that read and decode images ahead of detection.
+        detect_workers: threads that detect and align faces ahead of scoring in
+            :meth:`assess_many` (0: detection runs in the calling thread between scoring
+            batches). Each runs MTCNN with ``mtcnn_threads`` torch threads, so detection of
+            the next photos overlaps scoring of the previous ones. Results do not depend on
+            it (nor on ``read_workers``): crops are batched in input order either way.
+        mtcnn_threads: torch intra-op threads while MTCNN runs on the CPU (None: the
+            calling thread's setting; 1 is faster on small or busy machines but changes boxes
+            by float rounding, see :class:`~faceiqa.detection.FaceDetector`); ignored when
+            ``detector`` is given.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` for the quality
+            model (see :mod:`faceiqa.models.scorer`); None keeps the scorer's setting (fp32
+            for one loaded here). Only fp32 gives the reference scores bit for bit.
+        channels_last: run the quality model in channels-last layout (None: keep the
+            scorer's setting, off for one loaded here).
+        compile: ``torch.compile`` the quality model (None: keep the scorer's setting, off
+            for one loaded here); falls back to eager when unavailable.
 
     Raises:
         InvalidArgumentError: a bad option value or an unusable ``device``.
@@ -242,20 +260,35 @@ class FaceQualityAssessor:
         flip: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         read_workers: int = 1,
+        detect_workers: int = 0,
+        mtcnn_threads: int | None = None,
+        precision: str | None = None,
+        channels_last: bool | None = None,
+        compile: bool | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(read_workers, bool) or not isinstance(read_workers, int) or read_workers < 0:
             raise InvalidArgumentError(f"read_workers must be an integer >= 0, got {read_workers!r}")
+        if isinstance(detect_workers, bool) or not isinstance(detect_workers, int) or detect_workers < 0:
+            raise InvalidArgumentError(f"detect_workers must be an integer >= 0, got {detect_workers!r}")
         if not isinstance(small_face, (int, float)) or not small_face >= 0:
             raise InvalidArgumentError(f"small_face must be a number >= 0, got {small_face!r}")
         if scorer is None:
             device = _check_device(device)
         self.scorer = scorer if scorer is not None else load_scorer(weights, device, batch_size=batch_size)
+        if precision is not None or channels_last is not None or compile is not None:
+            self.scorer.configure(precision=precision, channels_last=channels_last, compile=compile)
         self.detector = (
             detector
             if detector is not None
-            else FaceDetector(device=self.scorer.device, min_face_size=min_face_size, min_prob=min_det_prob, max_side=max_side)
+            else FaceDetector(
+                device=self.scorer.device,
+                min_face_size=min_face_size,
+                min_prob=min_det_prob,
+                max_side=max_side,
+                mtcnn_threads=mtcnn_threads,
+            )
         )
         self.template: AlignmentTemplate = get_template(self.scorer.template)
         if self.template.size != self.scorer.input_size:
@@ -268,6 +301,7 @@ class FaceQualityAssessor:
         self.flip = bool(flip)
         self.max_pixels = int(max_pixels)
         self.read_workers = int(read_workers)
+        self.detect_workers = int(detect_workers)
         self._extra_names: tuple[str, ...] = tuple(getattr(self.scorer, "extra_names", ()))
         unknown = [n for n in self._extra_names if n not in FACE_FEATURES]
         if unknown or len(self._extra_names) != self.scorer.extra_inputs:
@@ -366,6 +400,9 @@ class FaceQualityAssessor:
             log.debug("detection failed on %s", source, exc_info=True)
             return _Pending(source, [], [], f"detection failed: {type(exc).__name__}: {_one_line(exc)}")
 
+    def _prepare_read(self, read: tuple[str, np.ndarray | None, str]) -> _Pending:
+        return self._prepare(*read)
+
     def _score_pending(self, pending: Sequence[_Pending]) -> None:
         todo = [p for p in pending if p.scores is None and p.crops]
         if not todo:
@@ -396,8 +433,10 @@ class FaceQualityAssessor:
         pending: deque[_Pending] = deque()
         n_crops = 0  # crops in ``pending`` still waiting for the model
         reads = ordered_prefetch(enumerate(images), self._read, workers=self.read_workers, depth=2 * self.read_workers + 2)
-        for source, rgb, error in reads:
-            p = self._prepare(source, rgb, error)
+        prepared = ordered_prefetch(
+            reads, self._prepare_read, workers=self.detect_workers, depth=2 * self.detect_workers + 1, name="faceiqa-detect"
+        )
+        for p in prepared:
             pending.append(p)
             n_crops += len(p.crops)
             if n_crops >= self.batch_size:

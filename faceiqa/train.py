@@ -61,6 +61,10 @@ class TrainConfig:
         patience: stop after this many epochs without a better validation score.
         seed: seed of every random choice (sampling, initialisation, shuffling).
         device: torch device (default CUDA when available).
+        rank_weight: weight of a within-group ranking term added to the L1 loss (0: plain
+            L1, the official loss). Jobs whose batches carry groups (the face job: the
+            versions of one photo) penalise every pair of the same group whose predicted
+            gap falls short of its label gap (:func:`group_rank_loss`).
     """
 
     epochs: int = 30
@@ -73,12 +77,15 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     device: str | None = None
+    rank_weight: float = 0.0
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr_decay_every < 1 or self.patience < 1:
             raise InvalidArgumentError("epochs, batch_size, lr_decay_every and patience must be positive")
         if not (self.lr > 0 and self.lr_ratio > 0 and self.weight_decay >= 0 and 0 < self.lr_decay <= 1):
             raise InvalidArgumentError("lr and lr_ratio must be positive, weight_decay >= 0, lr_decay in (0, 1]")
+        if self.rank_weight < 0:
+            raise InvalidArgumentError("rank_weight must be >= 0")
 
 
 @dataclass
@@ -148,10 +155,28 @@ def _plcc(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean shortfall of predicted gaps against label gaps over same-group pairs.
+
+    For every pair (i, j) of one group with ``target[i] > target[j]``, the loss is
+    ``relu((target[i] - target[j]) - (pred[i] - pred[j]))``: zero once the model separates
+    the pair at least as much as the labels do. It teaches the order of a photo's versions
+    (pristine above mildly degraded above badly degraded), which plain L1 leaves to chance
+    when the label gaps are smaller than the model's error on the photo itself.
+    """
+    same = groups[:, None] == groups[None, :]
+    gap_t = target[:, None] - target[None, :]
+    mask = same & (gap_t > 0)
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    gap_p = pred[:, None] - pred[None, :]
+    return torch.relu(gap_t - gap_p)[mask].mean()
+
+
 def fit(
     model: nn.Module,
     *,
-    train_batches: Callable[[int], Iterable[tuple[Callable[[], torch.Tensor], torch.Tensor]]],
+    train_batches: Callable[[int], Iterable[tuple[Any, ...]]],
     predict_val: Callable[[], tuple[np.ndarray, np.ndarray]],
     config: TrainConfig,
     run_dir: Path,
@@ -163,8 +188,10 @@ def fit(
 
     Args:
         model: the network; its ``res.*`` parameters form the backbone group.
-        train_batches: ``train_batches(epoch)`` yields ``(forward, target)`` pairs, where
-            ``forward()`` returns the model's (B,) predictions for the batch.
+        train_batches: ``train_batches(epoch)`` yields ``(forward, target)`` or
+            ``(forward, target, groups)``, where ``forward()`` returns the model's (B,)
+            predictions for the batch and ``groups`` (B,) integer group ids for the ranking
+            term.
         predict_val: returns ``(predictions, labels)`` on the validation split (model in
             eval mode, no gradients).
         config: settings.
@@ -202,10 +229,14 @@ def fit(
         model.train()
         total, count = 0.0, 0
         batches = list(train_batches(epoch))
-        for forward, target in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch"):
+        for batch in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch"):
+            forward, target = batch[0], batch[1]
             optimizer.zero_grad(set_to_none=True)
             pred = forward()
-            loss = loss_fn(pred, target.to(pred.device, pred.dtype))
+            target = target.to(pred.device, pred.dtype)
+            loss = loss_fn(pred, target)
+            if config.rank_weight > 0 and len(batch) > 2:
+                loss = loss + config.rank_weight * group_rank_loss(pred, target, batch[2].to(pred.device))
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(target)
@@ -393,11 +424,17 @@ def train_face_model(
     def forward_on(stages: list[torch.Tensor], extra: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return target_network(model.params_from_stages([s[idx] for s in stages], extra[idx]))
 
-    def train_batches(epoch: int) -> Iterable[tuple[Callable[[], torch.Tensor], torch.Tensor]]:
-        order = torch.randperm(len(train), generator=generator).to(device)
+    # Batches hold whole photos (all their versions), so the ranking term sees every pair.
+    _, photo_of = np.unique(train.key, return_inverse=True)
+    members = [torch.from_numpy(np.flatnonzero(photo_of == k)) for k in range(int(photo_of.max()) + 1)]
+    tr_group = torch.from_numpy(photo_of).to(device)
+
+    def train_batches(epoch: int) -> Iterable[tuple[Any, ...]]:
+        photos = torch.randperm(len(members), generator=generator)
+        order = torch.cat([members[int(k)] for k in photos]).to(device)
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            yield (lambda idx=idx: forward_on(tr_stages, tr_extra, idx)), tr_label[idx]
+            yield (lambda idx=idx: forward_on(tr_stages, tr_extra, idx)), tr_label[idx], tr_group[idx]
 
     def predict_val() -> tuple[np.ndarray, np.ndarray]:
         preds = []
@@ -559,13 +596,6 @@ def finetune_hyperiqa(
 # --------------------------------------------------------------------------- export
 
 
-#: Score mapping of the face model: raw predictions live on the label scale (0..1, a
-#: predicted blend of utility and perceptual fidelity); a logistic centred at 0.5 keeps
-#: 0.5 at 0.5, stays strictly increasing (no ties from clipping) and maps 0..1 to about
-#: 0.03..0.97.
-FACE_SCORE_MAPPING = {"kind": "logistic", "x0": 0.5, "width": 0.15}
-
-
 def export_face_model(run_dir: Path, dest: Path, name: str = "faceiqa-face") -> dict[str, Any]:
     """Write a face run's ``best.pt`` to ``dest`` and return its manifest entry.
 
@@ -575,8 +605,8 @@ def export_face_model(run_dir: Path, dest: Path, name: str = "faceiqa-face") -> 
     """
     import shutil
 
-    from faceiqa.models.face import face_hypernet, load_head
     from faceiqa.models.checkpoints import read_checkpoint
+    from faceiqa.models.face import FACE_INPUT, FACE_SCORE, face_hypernet, load_head
     from faceiqa.weights import sha256_file
 
     best = Path(run_dir) / "best.pt"
@@ -597,11 +627,6 @@ def export_face_model(run_dir: Path, dest: Path, name: str = "faceiqa-face") -> 
         "layout": "faceiqa-head",
         "backbone": "dlib-resnet (frozen; loaded from the dlib-resnet entry)",
         "options": {"extra_target_inputs": 1},
-        "input": {"size": 150, "template": "dlib-150", "normalize": "dlib", "grid": 1, "extra": ["log2_resolution"]},
-        "score": {
-            "raw_name": "predicted quality label (0..1: blend of recognition utility and perceptual fidelity)",
-            "raw_range": [0.0, 1.0],
-            "higher_is_better": True,
-            "mapping": dict(FACE_SCORE_MAPPING),
-        },
+        "input": dict(FACE_INPUT),
+        "score": dict(FACE_SCORE),
     }

@@ -232,6 +232,29 @@ def _scorer_from_file(
     mapping: ScoreMapping | None,
 ) -> QualityScorer:
     state = read_checkpoint(path)
+    from faceiqa.models import face
+    from faceiqa.weights import InputProtocol, ScoreSpec
+
+    if face.is_face_head(state):
+        extra_inputs = int(state["fc1w_extra_fc.weight"].shape[0]) // face.FACE_HEAD["target_fc_sizes"][0] if "fc1w_extra_fc.weight" in state else 0
+        model = face._load(face.face_hypernet(extra_target_inputs=extra_inputs), path, "faceiqa-head")
+        protocol = InputProtocol.from_dict(face.FACE_INPUT)
+        score = ScoreSpec.from_dict(face.FACE_SCORE)
+        logger.info("%s: unregistered face-model head; using the face protocol", path.name)
+        return QualityScorer(
+            model,
+            name=path.stem,
+            input_size=protocol.size,
+            template=protocol.template,
+            raw_name=score.raw_name,
+            raw_range=score.raw_range,
+            mapping=mapping or score.mapping,
+            normalize=protocol.normalize,
+            grid=grid or protocol.grid,
+            device=device,
+            batch_size=batch_size,
+            extra_names=protocol.extra[:extra_inputs],
+        )
     layout = detect_layout(state)
     extra = 0
     w_extra = state.get("fc1w_extra_fc.weight")

@@ -47,6 +47,29 @@ FACE_HEAD: dict[str, Any] = {
 }
 
 
+#: Input protocol and score mapping of face models (manifest ``input`` and ``score`` blocks).
+#: Raw predictions live on the label scale (0..1, a predicted blend of recognition utility
+#: and perceptual fidelity, see faceiqa/labels.py); the logistic centred at 0.5 keeps 0.5 at
+#: 0.5, is strictly increasing (no ties from clipping) and maps 0..1 to about 0.03..0.97.
+FACE_INPUT: dict[str, Any] = {"size": CHIP_SIZE, "template": "dlib-150", "normalize": "dlib", "grid": 1, "extra": ["log2_resolution"]}
+FACE_SCORE: dict[str, Any] = {
+    "raw_name": "predicted quality label (0..1: blend of recognition utility and perceptual fidelity)",
+    "raw_range": [0.0, 1.0],
+    "higher_is_better": True,
+    "mapping": {"kind": "logistic", "x0": 0.5, "width": 0.15},
+}
+
+
+def is_face_head(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict is a face-model head file (no backbone, dlib-shaped LDA taps)."""
+    w = state.get("res.lda1_pool.0.weight")
+    return (
+        w is not None
+        and tuple(w.shape[1:]) == (DLIB_TAPS.channels[0], 1, 1)
+        and not any(k.startswith(BACKBONE_PREFIX) or k.startswith("res.conv1") for k in state)
+    )
+
+
 class DlibBackbone(LDABackbone):
     """The dlib ResNet as a HyperIQA backbone (input: dlib-normalised 150 x 150 chips)."""
 

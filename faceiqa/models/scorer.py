@@ -29,6 +29,24 @@ Reproducibility: the same input gives bit-identical results on the same device a
 software (and the same ``batch_size``). Results for an image depend on the other images in
 the call only through float32 rounding of the backbone's batched kernels: batch of 1 vs
 batch of N is not bitwise equal on CPU (measured ~1e-6 relative on the raw output).
+
+Fast modes (all opt-in; the default is plain float32 in NCHW layout, eager):
+
+* ``precision``: ``"fp32"`` (default), ``"bf16"`` (autocast, CPUs with native bf16 such as
+  AVX512-BF16 or AMX, or CUDA), ``"fp16"`` (autocast, CUDA only) or ``"auto"``. Reduced
+  precision covers the backbone only (the bulk of the work); for HyperIQA networks the
+  hyper network's head and the target network run in float32 on its float32-cast stage
+  maps. ``"auto"`` picks the reduced precision the hardware supports natively (bf16 on such
+  CPUs, fp16 on CUDA) and keeps it only if, on the first chunk of crops it scores, every
+  score is within :data:`AUTO_TOLERANCE` of float32 (that chunk's results are the float32
+  ones); otherwise it stays in float32. :attr:`QualityScorer.precision` says what runs.
+  The default path is unchanged bit for bit; reduced precision changes scores by up to about
+  0.01 (measured in ``tests/test_fast_paths.py`` on LFW faces).
+* ``channels_last``: model and inputs in channels-last memory layout (faster convolutions
+  on CPU; results differ from NCHW by float32 rounding, about 1e-6).
+* ``compile``: ``torch.compile`` the model on first use; if compiling fails or is not
+  available, a warning is logged and the eager model runs (results differ from eager by
+  float rounding).
 """
 
 from __future__ import annotations
@@ -45,6 +63,7 @@ from PIL import Image
 from torch import nn
 
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.models.hypernet import HyperNet, target_network
 from faceiqa.weights import ScoreMapping
 
 logger = logging.getLogger("faceiqa.models.scorer")
@@ -62,7 +81,62 @@ _NORMALIZATIONS = {
 ImageInput = np.ndarray | Image.Image | torch.Tensor
 ImagesInput = ImageInput | Sequence[ImageInput]
 
-__all__ = ["QualityScorer", "Scores", "ScoreMapping", "crop_grid", "default_device"]
+__all__ = [
+    "AUTO_TOLERANCE",
+    "PRECISIONS",
+    "QualityScorer",
+    "Scores",
+    "ScoreMapping",
+    "cpu_supports_bf16",
+    "crop_grid",
+    "default_device",
+]
+
+#: Values of ``precision``.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+#: ``precision="auto"`` keeps a reduced precision only if its scores on the first chunk of
+#: crops are all within this of float32's (half the 0.01 bound the tests check).
+AUTO_TOLERANCE = 0.005
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), as far as can be told.
+
+    Linux reads ``/proc/cpuinfo``; elsewhere PyTorch's own check (``torch.backends.mkldnn``)
+    is used when it has one, else False.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    check = getattr(getattr(torch.backends, "mkldnn", None), "is_bf16_supported", None)
+    try:
+        return bool(check()) if callable(check) else False
+    except Exception:  # noqa: BLE001 - a capability probe must never fail the caller
+        return False
+
+
+def _native_reduced_precision(device: torch.device) -> str | None:
+    """The reduced precision ``"auto"`` tries on ``device``, or None."""
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return "bf16"
+    return None
+
+
+def _check_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise InvalidArgumentError("precision fp16 needs a CUDA device (use bf16 on the CPU)")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InvalidArgumentError(f"precision bf16 is not supported on {device}")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -207,6 +281,10 @@ class QualityScorer:
             ``extra_target_inputs`` attribute, or 0.
         extra_names: what those scalars are (registry ``input.extra``), for callers
             that compute them (e.g. ``log_eye_distance``).
+        precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` (see the
+            module docstring).
+        channels_last: run the model in channels-last memory layout (opt-in, see above).
+        compile: ``torch.compile`` the model on first use (opt-in, falls back to eager).
     """
 
     def __init__(
@@ -225,6 +303,9 @@ class QualityScorer:
         batch_size: int = 32,
         extra_inputs: int | None = None,
         extra_names: Sequence[str] = (),
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         if normalize not in _NORMALIZATIONS:
             raise InvalidArgumentError(f"unknown normalisation {normalize!r} ({', '.join(_NORMALIZATIONS)})")
@@ -250,6 +331,39 @@ class QualityScorer:
         mean, std = _NORMALIZATIONS[normalize]
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
+        self._precision = "fp32"
+        self._auto_pending: str | None = None
+        self._channels_last = False
+        self._compile = False
+        self._compiled: Any = None
+        self.configure(precision=precision, channels_last=channels_last, compile=compile)
+
+    def configure(
+        self, *, precision: str | None = None, channels_last: bool | None = None, compile: bool | None = None
+    ) -> "QualityScorer":
+        """Change the fast-mode settings (None keeps a setting); returns ``self``.
+
+        Raises:
+            InvalidArgumentError: an unknown precision, or one the device cannot run.
+        """
+        if precision is not None:
+            precision = _check_precision(precision, self._device)
+            self._auto_pending = None
+            if precision == "auto":
+                candidate = _native_reduced_precision(self._device)
+                self._precision = "fp32"
+                self._auto_pending = candidate
+            else:
+                self._precision = precision
+        if channels_last is not None and bool(channels_last) != self._channels_last:
+            self._channels_last = bool(channels_last)
+            fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+            self._model.to(memory_format=fmt)
+            self._compiled = None
+        if compile is not None and bool(compile) != self._compile:
+            self._compile = bool(compile)
+            self._compiled = None
+        return self
 
     # ------------------------------------------------------------------ properties
     @property
@@ -312,6 +426,27 @@ class QualityScorer:
         """The wrapped network (in eval mode)."""
         return self._model
 
+    @property
+    def precision(self) -> str:
+        """The precision that runs now: ``fp32``, ``bf16`` or ``fp16`` (``auto`` resolves to one
+        of them on the first chunk it scores)."""
+        return self._precision
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the model runs in channels-last memory layout."""
+        return self._channels_last
+
+    @property
+    def compile(self) -> bool:
+        """Whether ``torch.compile`` is requested (see :attr:`compiled`)."""
+        return self._compile
+
+    @property
+    def compiled(self) -> bool:
+        """Whether a compiled model is in use (False before the first call or after a fallback)."""
+        return self._compiled is not None and self._compiled is not self._model
+
     def __repr__(self) -> str:
         return (
             f"QualityScorer(name={self._name!r}, input_size={self._input_size}, template={self._template!r}, "
@@ -333,6 +468,64 @@ class QualityScorer:
             raise InvalidArgumentError(f"extra must be finite with shape ({n}, {self._extra_inputs}), got {arr.shape}")
         return arr.astype(np.float32)
 
+    def _network(self) -> Any:
+        """The callable that runs: the model, or its compiled version (made on first use)."""
+        if not self._compile:
+            return self._model
+        if self._compiled is None:
+            try:
+                self._compiled = torch.compile(self._model, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - compile is optional; eager always works
+                logger.warning("%s: torch.compile is not available (%s); running eagerly", self._name, exc)
+                self._compiled = self._model
+        return self._compiled
+
+    def _run_model(self, net: Any, x: torch.Tensor, e: torch.Tensor | None, precision: str) -> torch.Tensor:
+        """One chunk through ``net`` at ``precision`` (the fp32 path is the plain call)."""
+        if precision == "fp32":
+            return net(x, e) if e is not None else net(x)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        model = self._model
+        if isinstance(model, HyperNet):
+            # Reduced precision for the backbone only; the head and the target network run in
+            # float32 on float32-cast stage maps (they are small, and sensitive to rounding).
+            with torch.autocast(self._device.type, dtype=dtype):
+                stages = model.res.stage_features(x)
+            stages = [t.float() for t in stages]
+            return target_network(model.params_from_stages(stages, e))
+        with torch.autocast(self._device.type, dtype=dtype):
+            y = net(x, e) if e is not None else net(x)
+        return y.float()
+
+    def _chunk(self, x: torch.Tensor, e: torch.Tensor | None, precision: str) -> torch.Tensor:
+        net = self._network()
+        try:
+            return self._run_model(net, x, e, precision)
+        except Exception as exc:
+            if net is self._model or not self._compile:
+                raise
+            logger.warning("%s: the compiled model failed (%s: %s); running eagerly", self._name, type(exc).__name__, exc)
+            self._compiled = self._model
+            return self._run_model(self._model, x, e, precision)
+
+    def _resolve_auto(self, x: torch.Tensor, e: torch.Tensor | None, y32: torch.Tensor) -> None:
+        """``precision="auto"``: keep the candidate only if it matches fp32 on this chunk."""
+        candidate, self._auto_pending = self._auto_pending, None
+        if candidate is None or x.shape[0] == 0:
+            return
+        try:
+            y = self._chunk(x, e, candidate).reshape(-1).double().cpu().numpy()
+        except Exception as exc:  # noqa: BLE001 - the float32 result is already there
+            logger.info("%s: %s failed (%s); staying in fp32", self._name, candidate, exc)
+            return
+        ref = y32.reshape(-1).double().cpu().numpy()
+        diff = float(np.max(np.abs(self._mapping(y) - self._mapping(ref)))) if len(ref) else 0.0
+        if np.isfinite(diff) and diff <= AUTO_TOLERANCE:
+            self._precision = candidate
+            logger.info("%s: precision auto -> %s (max |score - fp32| %.2g on %d crops)", self._name, candidate, diff, len(ref))
+        else:
+            logger.info("%s: precision auto stays fp32 (%s differs by %.2g)", self._name, candidate, diff)
+
     def _forward(self, crops: torch.Tensor, extra: np.ndarray) -> np.ndarray:
         """Raw outputs (float64) of (M, 3, S, S) crops in [0, 1], in chunks of batch_size."""
         out = np.empty(crops.shape[0], dtype=np.float64)
@@ -342,11 +535,12 @@ class QualityScorer:
                 stop = start + self._batch_size
                 x = crops[start:stop].to(self._device, torch.float32)
                 x = (x - self._mean) / self._std
-                if self._extra_inputs:
-                    e = torch.from_numpy(extra[start:stop]).to(self._device)
-                    y = self._model(x, e)
-                else:
-                    y = self._model(x)
+                if self._channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                e = torch.from_numpy(extra[start:stop]).to(self._device) if self._extra_inputs else None
+                y = self._chunk(x, e, self._precision)
+                if self._auto_pending is not None:
+                    self._resolve_auto(x, e, y)
                 y = y.reshape(-1)
                 if y.shape[0] != x.shape[0]:
                     raise InvalidArgumentError(
