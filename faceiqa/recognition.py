@@ -155,8 +155,11 @@ class DlibResNet(nn.Module):
                 self.add_module(name, ResidualBlock(cin, cout, down))
         self.fc = nn.Linear(256, DESCRIPTOR_DIM, bias=False)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_features(self, x: torch.Tensor, *, with_stem: bool = False) -> list[torch.Tensor]:
         """Outputs of the four stages for a normalised (N, 3, 150, 150) batch.
+
+        With ``with_stem`` the list starts with the stem's output (the 7x7 convolution after
+        its ReLU, before max pooling: (N, 32, 72, 72)), the finest-scale features.
 
         Returns:
             ``[(N, 32, 35, 35), (N, 64, 17, 17), (N, 128, 8, 8), (N, 256, 2, 2)]`` (after
@@ -164,8 +167,9 @@ class DlibResNet(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise InvalidArgumentError(f"expected an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-        out = F.max_pool2d(self.conv32_down(x), 3, 2)
-        feats = []
+        stem = self.conv32_down(x)
+        out = F.max_pool2d(stem, 3, 2)
+        feats = [stem] if with_stem else []
         for stage in _STAGES:
             for name, *_ in stage:
                 out = getattr(self, name)(out)

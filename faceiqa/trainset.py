@@ -40,7 +40,7 @@ from faceiqa.detection import DetectedFace, FaceDetector
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.io import read_image
 from faceiqa.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
-from faceiqa.models.face import DLIB_TAPS
+from faceiqa.models.face import DLIB_TAPS, detail_maps
 from faceiqa.pipeline import log2_resolution
 from faceiqa.recognition import DlibResNet, normalize_chips
 from faceiqa.verification import read_pairs
@@ -76,17 +76,23 @@ class VariantPlan:
 def sample_plans(key: str, variants: int, seed: int = 0) -> list[VariantPlan]:
     """The variant plans of one photo: the pristine photo first, then random degradations.
 
-    Each degraded variant gets real resolution loss with probability 0.25 (alone or, one
-    time in three, with one degradation); otherwise 1, 2 or 3 distinct degradations
-    (probabilities 0.6, 0.3, 0.1) at uniform severities 1..5.
+    Each degraded variant is, with probability 0.2, real resolution loss (the photo shrunk
+    2-6 times; one time in three with one more degradation); with probability 0.2, mild
+    loss of detail (``resolution`` at level 1-3: shrunk and enlarged back, the hardest
+    change to see); otherwise 1, 2 or 3 distinct degradations (probabilities 0.6, 0.3,
+    0.1) at uniform severities 1..5.
     """
     rng = np.random.default_rng(seed_for(key, seed))
     kinds = list_kinds()
     plans = [VariantPlan()]
     for _ in range(variants - 1):
-        if rng.random() < 0.25:
+        draw = rng.random()
+        if draw < 0.2:
             factor = float(rng.choice(DOWNSCALE_FACTORS))
             n = 1 if rng.random() < 1 / 3 else 0
+        elif draw < 0.4:
+            plans.append(VariantPlan((("resolution", int(rng.integers(1, 4))),)))
+            continue
         else:
             factor = 1.0
             n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
@@ -101,8 +107,8 @@ class FaceTrainSet:
     """Arrays of a built training set (one row per variant).
 
     Attributes:
-        stages: pooled stage features, one float32 array per stage: (N, 32, 5, 5),
-            (N, 64, 2, 2), (N, 128, 1, 1), (N, 256, 2, 2).
+        stages: pooled features, one float32 array per tap: (N, 3, 5, 5) detail maps,
+            (N, 32, 10, 10) stem, (N, 32, 5, 5), (N, 64, 2, 2), (N, 128, 1, 1), (N, 256, 2, 2).
         extra: (N, 1) float32 ``log2_resolution`` of the face.
         utility, perceptual, label: (N,) float64 in [0, 1].
         distance: (N,) mean descriptor distance to the person's other pristine photos.
@@ -250,7 +256,8 @@ def pooled_stage_features(net: DlibResNet, chips: np.ndarray, batch_size: int = 
     with torch.inference_mode():
         for start in range(0, len(chips), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(chips[start : start + batch_size])).permute(0, 3, 1, 2).float()
-            feats = net.forward_features(normalize_chips(x))
+            normalised = normalize_chips(x)
+            feats = [detail_maps(normalised), *net.forward_features(normalised, with_stem=True)]
             descriptors.append(net.head(feats[-1]).numpy())
             for i, f in enumerate(feats[:-1]):
                 stages[i].append(F.adaptive_avg_pool2d(f, LDA_GRIDS[i]).numpy())
@@ -400,7 +407,7 @@ def build_face_trainset(
     *,
     pairs_path: str | os.PathLike[str] | None,
     val_folds: Sequence[int] = (6, 7),
-    variants: int = 4,
+    variants: int = 5,
     val_variants: int = 3,
     seed: int = 0,
     limit_people: int | None = None,

@@ -205,12 +205,14 @@ class ScoreSpec:
         raw_range: typical (low, high) of the raw output, for display; not enforced.
         higher_is_better: direction of the raw output.
         mapping: raw -> score in [0, 1].
+        calibration: what the mapped score means, when it was calibrated (free text).
     """
 
     raw_name: str
     raw_range: tuple[float, float]
     mapping: ScoreMapping
     higher_is_better: bool = True
+    calibration: str = ""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreSpec:
@@ -221,6 +223,7 @@ class ScoreSpec:
                 raw_range=(low, high),
                 mapping=ScoreMapping.from_dict(data["mapping"]),
                 higher_is_better=bool(data.get("higher_is_better", True)),
+                calibration=str(data.get("calibration", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"bad 'score' block {data!r}: {exc}") from None
@@ -231,6 +234,7 @@ class ScoreSpec:
             "raw_range": list(self.raw_range),
             "higher_is_better": self.higher_is_better,
             "mapping": self.mapping.to_dict(),
+            **({"calibration": self.calibration} if self.calibration else {}),
         }
 
 

@@ -82,9 +82,9 @@ def test_parameter_groups_hold_lists_with_the_hyper_network_at_ten_times_lr():
 def _synthetic_trainset(n: int = 600, seed: int = 0) -> FaceTrainSet:
     """Random stage features whose label is a smooth function of them (learnable)."""
     rng = np.random.default_rng(seed)
-    shapes = [(32, 5, 5), (64, 2, 2), (128, 1, 1), (256, 2, 2)]
+    shapes = [(3, 5, 5), (32, 10, 10), (32, 5, 5), (64, 2, 2), (128, 1, 1), (256, 2, 2)]
     stages = [rng.normal(0, 1, (n, *s)).astype(np.float32) for s in shapes]
-    signal = stages[3].mean(axis=(1, 2, 3)) * 32  # unit variance
+    signal = stages[-1].mean(axis=(1, 2, 3)) * 32  # unit variance
     label = 1 / (1 + np.exp(-signal))
     split = np.where(np.arange(n) % 4 == 0, "val", "train")
     person = np.array([f"p{i // 3}" for i in range(n)])
@@ -196,3 +196,26 @@ def test_cli_train_face_on_a_cache_and_usage_errors(tmp_path):
     assert res.exit_code == 2 and "bogus" in res.output
     res = runner.invoke(main, ["train", "export-face", str(tmp_path / "run"), "--to", str(tmp_path / "w.pt")])
     assert res.exit_code == 0 and json.loads(res.output)["file"] == "w.pt"
+
+
+@pytest.mark.slow
+def test_trainset_from_real_photos_is_identity_split_labelled_and_reproducible(lfw_dir, tmp_path):
+    from faceiqa.trainset import build_face_trainset
+
+    kwargs = dict(pairs_path=lfw_dir / "pairs.txt", limit_people=2, variants=3, val_variants=2, seed=5)
+    ds = build_face_trainset(lfw_dir / "images", **kwargs)
+    assert set(ds.person[ds.split == "train"]).isdisjoint(ds.person[ds.split == "val"])
+    assert len(set(ds.person[ds.split == "val"])) == 2
+    assert [s.shape[1:] for s in ds.stages] == [(3, 5, 5), (32, 10, 10), (32, 5, 5), (64, 2, 2), (128, 1, 1), (256, 2, 2)]
+    pristine = ds.spec == "pristine"
+    assert pristine.sum() == len(set(ds.key)) and np.all(ds.perceptual[pristine] == 1.0)
+    assert np.all((ds.label >= 0) & (ds.label <= 1)) and np.all(ds.utility[~ds.detected] == 0)
+    assert np.all(ds.extra <= 0) and np.all(ds.extra >= -4)
+    # degraded versions score lower than their pristine photo on the perceptual label
+    assert np.all(ds.perceptual[~pristine] < 1.0)
+    again = build_face_trainset(lfw_dir / "images", **kwargs)
+    np.testing.assert_array_equal(ds.label, again.label)
+    for a, b in zip(ds.stages, again.stages):
+        np.testing.assert_array_equal(a, b)
+    back = FaceTrainSet.load(ds.save(tmp_path / "set.npz"))
+    np.testing.assert_array_equal(back.label, ds.label)

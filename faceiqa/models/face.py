@@ -34,14 +34,46 @@ from faceiqa.recognition import CHIP_SIZE, DlibResNet, load_dlib_resnet
 #: Keys of the frozen backbone inside the model's state dict (not stored in head files).
 BACKBONE_PREFIX = "res.net."
 
-#: Stage channels and map sides of the dlib ResNet for a 150 x 150 chip.
-DLIB_TAPS = FeatureTaps(channels=(32, 64, 128, 256), sizes=(35, 17, 8, 2), input_size=CHIP_SIZE)
+#: Taps for a 150 x 150 chip: the detail maps (:func:`detail_maps`), the dlib ResNet's stem
+#: (the 7x7 convolution before max pooling) and its four residual stages.
+DLIB_TAPS = FeatureTaps(channels=(3, 32, 32, 64, 128, 256), sizes=(35, 72, 35, 17, 8, 2), input_size=CHIP_SIZE)
+
+_LUMA = (0.299, 0.587, 0.114)
+_LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+def detail_maps(x: torch.Tensor) -> torch.Tensor:
+    """Fine-detail energy of chips: (N, 3, 35, 35) mean |Laplacian| of the luma.
+
+    The recognizer's first layer works at half the chip's resolution and was trained to
+    ignore blur, so it barely notices a face that lost its finest detail (shrunk 1.5-2 times
+    and enlarged back). These parameter-free maps give the LDA taps that detail: the
+    absolute Laplacian of the central 140 x 140 pixels' luma at full, half and quarter
+    resolution (area averaging), each averaged over 4x4, 2x2 and 1x1 cells to a 35 x 35 map,
+    in 0..255 grey levels.
+
+    Args:
+        x: (N, 3, 150, 150) chips normalised as the recognizer wants (an offset per channel
+            does not change a Laplacian).
+    """
+    import torch.nn.functional as F
+
+    luma = (x[:, 0] * _LUMA[0] + x[:, 1] * _LUMA[1] + x[:, 2] * _LUMA[2])[:, None] * 255.0
+    margin = (x.shape[-1] - 140) // 2
+    luma = luma[..., margin : margin + 140, margin : margin + 140]
+    kernel = torch.tensor(_LAPLACIAN, dtype=x.dtype, device=x.device)[None, None]
+    maps = []
+    for scale, cell in ((1, 4), (2, 2), (4, 1)):
+        g = F.avg_pool2d(luma, scale) if scale > 1 else luma
+        lap = F.conv2d(F.pad(g, (1, 1, 1, 1), mode="replicate"), kernel).abs()
+        maps.append(F.avg_pool2d(lap, cell) if cell > 1 else lap)
+    return torch.cat(maps, dim=1)
 
 #: Head sizes of the face model (the official ResNet-50 model uses 16/112/224/(112,56,28,14)/7).
 FACE_HEAD: dict[str, Any] = {
     "lda_out_channels": 16,
     "hyper_in_channels": 64,
-    "target_in_size": 64,
+    "target_in_size": 96,
     "target_fc_sizes": (32, 16, 8, 4),
     "conv1_channels": (128, 64),
 }
@@ -66,6 +98,7 @@ def is_face_head(state: Mapping[str, torch.Tensor]) -> bool:
     return (
         w is not None
         and tuple(w.shape[1:]) == (DLIB_TAPS.channels[0], 1, 1)
+        and "res.lda6_fc.weight" in state
         and not any(k.startswith(BACKBONE_PREFIX) or k.startswith("res.conv1") for k in state)
     )
 
@@ -79,7 +112,7 @@ class DlibBackbone(LDABackbone):
         self.taps = DLIB_TAPS
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net.forward_features(x)
+        return [detail_maps(x), *self.net.forward_features(x, with_stem=True)]
 
 
 class CachedStages(LDABackbone):
