@@ -239,13 +239,17 @@ def test_score_mapping_kinds_and_clipping():
             ScoreMapping.from_dict(bad)
 
 
-def test_load_scorer_default_is_unset_and_says_what_to_do():
+def test_load_scorer_without_a_default_says_what_to_do(tmp_path, monkeypatch):
+    manifest = json.loads((REPO / "pretrained" / "manifest.json").read_text())
+    manifest["default"] = None
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FACEIQA_MANIFEST", str(tmp_path / "manifest.json"))
     with pytest.raises(WeightsNotFoundError, match="no default quality model"):
         load_scorer()
 
 
 def _manifest_for(tmp_path, file_path, name="hyperiqa-test"):
-    entry = json.loads((REPO / "pretrained" / "manifest.json").read_text())["weights"][0]
+    entry = next(w for w in json.loads((REPO / "pretrained" / "manifest.json").read_text())["weights"] if w["name"] == "hyperiqa-koniq")
     entry.update(name=name, file=file_path.name, size=file_path.stat().st_size, sha256=sha256_file(file_path), urls=[])
     entry["score"]["mapping"] = {"kind": "linear", "low": -10, "high": 10}
     manifest = tmp_path / "manifest.json"

@@ -137,7 +137,7 @@ def env(tmp_path, monkeypatch):
 
 def test_shipped_manifest_entry_hyperiqa_koniq():
     manifest = registry.load_manifest(REPO / "pretrained" / "manifest.json")
-    assert manifest.default is None
+    assert manifest.default == "faceiqa-face"
     spec = next(s for s in manifest.weights if s.name == "hyperiqa-koniq")
     assert (spec.file, spec.size) == ("koniq_pretrained.pkl", 109_768_650)
     assert spec.sha256 == "ff9277bcc68ecc10e77d88b6d0a32825ec3c85562095542734ec6212eaaf6d81"
