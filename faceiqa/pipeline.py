@@ -28,7 +28,14 @@ import torch
 
 from faceiqa.alignment import AlignmentTemplate, align_face, get_template
 from faceiqa.decisions import Decision, Policy, check_policy, check_threshold, decide, group_by_photo
-from faceiqa.detection import DEFAULT_MAX_SIDE, DEFAULT_MIN_PROB, SMALL_FACE_EYE_DISTANCE, DetectedFace, FaceDetector
+from faceiqa.detection import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_PROB,
+    SMALL_FACE_EYE_DISTANCE,
+    DetectedFace,
+    FaceDetector,
+    torch_threads,
+)
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
 from faceiqa.io import DEFAULT_MAX_PIXELS, expand_inputs, to_rgb
 from faceiqa.models import QualityScorer, Scores, load_scorer
@@ -232,6 +239,11 @@ class FaceQualityAssessor:
             calling thread's setting; 1 is faster on small or busy machines but changes boxes
             by float rounding, see :class:`~faceiqa.detection.FaceDetector`); ignored when
             ``detector`` is given.
+        score_threads: torch intra-op threads while the quality model runs on the CPU
+            (None: the calling thread's setting). With ``detect_workers`` the stages share
+            the cores: on 2 cores, ``detect_workers=2, mtcnn_threads=1, score_threads=1``
+            measured fastest for the face model (benchmarks/RESULTS.md). Thread counts change
+            results by float rounding only.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` for the quality
             model (see :mod:`faceiqa.models.scorer`); None keeps the scorer's setting (fp32
             for one loaded here). Only fp32 gives the reference scores bit for bit.
@@ -262,6 +274,7 @@ class FaceQualityAssessor:
         read_workers: int = 1,
         detect_workers: int = 0,
         mtcnn_threads: int | None = None,
+        score_threads: int | None = None,
         precision: str | None = None,
         channels_last: bool | None = None,
         compile: bool | None = None,
@@ -272,6 +285,10 @@ class FaceQualityAssessor:
             raise InvalidArgumentError(f"read_workers must be an integer >= 0, got {read_workers!r}")
         if isinstance(detect_workers, bool) or not isinstance(detect_workers, int) or detect_workers < 0:
             raise InvalidArgumentError(f"detect_workers must be an integer >= 0, got {detect_workers!r}")
+        if score_threads is not None and (
+            isinstance(score_threads, bool) or not isinstance(score_threads, int) or score_threads < 1
+        ):
+            raise InvalidArgumentError(f"score_threads must be None or an integer >= 1, got {score_threads!r}")
         if not isinstance(small_face, (int, float)) or not small_face >= 0:
             raise InvalidArgumentError(f"small_face must be a number >= 0, got {small_face!r}")
         if scorer is None:
@@ -302,6 +319,7 @@ class FaceQualityAssessor:
         self.max_pixels = int(max_pixels)
         self.read_workers = int(read_workers)
         self.detect_workers = int(detect_workers)
+        self.score_threads = score_threads if self.scorer.device.type == "cpu" else None
         self._extra_names: tuple[str, ...] = tuple(getattr(self.scorer, "extra_names", ()))
         unknown = [n for n in self._extra_names if n not in FACE_FEATURES]
         if unknown or len(self._extra_names) != self.scorer.extra_inputs:
@@ -340,7 +358,8 @@ class FaceQualityAssessor:
             if eye_distance is None:
                 raise InvalidArgumentError(f"{self.scorer.name} needs eye_distance= (original pixels) with the crops")
             extra = self.face_features(eye_distance)
-        return self.scorer.score_crops(crops, flip=self.flip, extra=extra)
+        with torch_threads(self.score_threads):
+            return self.scorer.score_crops(crops, flip=self.flip, extra=extra)
 
     def _build_faces(self, faces: Sequence[DetectedFace], scores: Scores) -> tuple[FaceQuality, ...]:
         return tuple(

@@ -20,6 +20,17 @@ def _shared_root() -> Path:
     return Path(env) if env else REPO.parent / "shared"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module's tests (much faster on shared 2-core machines)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _offline_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache or the network from a test."""

@@ -118,13 +118,7 @@ def file_hashes(*roots: Path) -> Counter:
 # --------------------------------------------------------------------------- running the CLI
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The test machine's cores are shared: one intra-op thread is much faster under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(*args: object):

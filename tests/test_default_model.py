@@ -72,3 +72,24 @@ def test_same_input_same_score_bit_for_bit(assessor):
     a = assessor.assess(EXAMPLES / "Tom_Cruise_avp_2014_4.jpg")[0]
     b = assessor.assess(EXAMPLES / "Tom_Cruise_avp_2014_4.jpg")[0]
     assert a.score == b.score and a.raw_score == b.raw_score
+
+
+@pytest.mark.parametrize(
+    ("threshold", "passing"),
+    [
+        (0.5, {"Tom_Cruise_avp_2014_4.jpg", "bald_guys.jpg", "blocky.jpg", "dark_noisy.jpg", "low_resolution.jpg", "occluded.jpg"}),
+        (0.95, {"Tom_Cruise_avp_2014_4.jpg", "bald_guys.jpg", "blocky.jpg"}),
+    ],
+)
+def test_readme_quick_start_outcome(threshold, passing, monkeypatch):
+    """README's quick start states which example photos pass at --min 0.5 and 0.95."""
+    from click.testing import CliRunner
+
+    from faceiqa.cli import main
+
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(main, ["filter", "examples/photos", "--min", str(threshold), "--dry-run", "-q"])
+    assert result.exit_code == 0, result.output
+    verdicts = {line.split("\t")[1].rsplit("/", 1)[-1]: line.split("\t")[0] for line in result.output.splitlines() if "\t" in line}
+    assert len(verdicts) == 8
+    assert {name for name, verdict in verdicts.items() if verdict == "PASS"} == passing

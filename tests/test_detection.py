@@ -23,14 +23,7 @@ from faceiqa.io import read_image
 LANDMARKS = np.array([[30, 40], [60, 40], [45, 55], [33, 70], [57, 70]], np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """MTCNN's small convolutions gain little from threads and slow down badly when the
-    cores are shared with other processes; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

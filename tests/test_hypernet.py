@@ -13,14 +13,7 @@ from faceiqa.models import HyperNet, ResNetBackbone, hyperiqa_resnet50
 from faceiqa.models.hypernet import FeatureTaps, LDABackbone, LDAPool, TargetNetParams, target_network
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 OpenMP threads stall badly
-    when the cores are busy (a tiny forward went from 5 ms to 1.3 s). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Non-ResNet keys of koniq_pretrained.pkl (../shared/reference/anchors.md section 1.2).

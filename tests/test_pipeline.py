@@ -30,13 +30,7 @@ from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_scorer
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The test machine's cores are shared: one intra-op thread is much faster under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 EYE_DISTANCES = (60.0, 36.0, 12.0)  # largest first; 12 px is below the default small_face 20 px

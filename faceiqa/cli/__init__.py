@@ -23,18 +23,8 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="faceiqa: %(levelname)s: %(message)s")
 
 
-def _register() -> None:
-    """Attach the command groups that exist (each lives in faceiqa/cli/<name>.py)."""
-    import importlib
+# Imported last: each command module registers itself on ``main``.
+from faceiqa.cli import evaluate, export, scoring, train, weights  # noqa: E402
 
-    for name in ("weights", "scoring", "evaluate", "train", "export"):
-        try:
-            module = importlib.import_module(f"faceiqa.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"faceiqa.cli.{name}":
-                continue
-            raise
-        module.register(main)
-
-
-_register()
+for _module in (weights, scoring, evaluate, train, export):
+    _module.register(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -50,6 +51,25 @@ def _parse_floats(text: str, param: str) -> list[float]:
     if not values:
         raise click.BadParameter("expected at least one number", param_hint=param)
     return values
+
+
+def _spread_sample(ev: Any, images_dir: Path, pairs_path: Path | None, limit: int) -> list[Path]:
+    """Up to ``limit`` images of ``images_dir`` spread evenly over its sorted list; only the
+    images of ``pairs_path``'s pairs when given.
+
+    Raises:
+        FaceIQAError: no image is left.
+    """
+    paths = ev.list_images(images_dir)
+    if pairs_path:
+        from faceiqa.verification import read_pairs
+
+        wanted = {k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair}
+        paths = [p for p in paths if ev.image_key(p, images_dir) in wanted]
+    if not paths:
+        raise FaceIQAError(f"no images under {images_dir}")
+    idx = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
+    return [paths[i] for i in idx]
 
 
 def _parse_spec(spec: str | None) -> str | None:
@@ -442,16 +462,7 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
         except FaceIQAError as exc:
             raise click.BadParameter(str(exc), param_hint="--kinds") from None
     try:
-        paths = ev.list_images(images_dir)
-        if pairs_path:
-            from faceiqa.verification import read_pairs
-
-            wanted = {k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair}
-            paths = [p for p in paths if ev.image_key(p, images_dir) in wanted]
-        if not paths:
-            raise FaceIQAError(f"no images under {images_dir}")
-        idx = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
-        chosen = [paths[i] for i in idx]
+        chosen = _spread_sample(ev, images_dir, pairs_path, limit)
         scorer = ev.load_quality_scorer(weights, device)
         detector = ev.load_detector(device)
         rows, skipped = ev.monotonicity_of_scorer(
@@ -538,16 +549,7 @@ def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, de
 
     fs = _parse_floats(factors, "--factors")
     try:
-        paths = ev.list_images(images_dir)
-        if pairs_path:
-            from faceiqa.verification import read_pairs
-
-            wanted = {k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair}
-            paths = [p for p in paths if ev.image_key(p, images_dir) in wanted]
-        if not paths:
-            raise FaceIQAError(f"no images under {images_dir}")
-        idx = np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int))
-        chosen = [paths[i] for i in idx]
+        chosen = _spread_sample(ev, images_dir, pairs_path, limit)
         assessor = FaceQualityAssessor(weights, device=device)
         modes = ["down-up", "down"] if mode == "both" else [mode]
         results = [ev.resolution_ranking(chosen, assessor, factors=fs, mode=m) for m in modes]

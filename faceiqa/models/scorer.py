@@ -44,9 +44,10 @@ Fast modes (all opt-in; the default is plain float32 in NCHW layout, eager):
   0.01 (measured in ``tests/test_fast_paths.py`` on LFW faces).
 * ``channels_last``: model and inputs in channels-last memory layout (faster convolutions
   on CPU; results differ from NCHW by float32 rounding, about 1e-6).
-* ``compile``: ``torch.compile`` the model on first use; if compiling fails or is not
-  available, a warning is logged and the eager model runs (results differ from eager by
-  float rounding).
+* ``compile``: ``torch.compile`` the model on first use (the float32 path; reduced
+  precision runs eagerly). Compiling takes tens of seconds, once more when a second batch
+  size appears, so it pays off on long runs only. If compiling fails or is not available, a
+  warning is logged and the eager model runs. Results differ from eager by float rounding.
 """
 
 from __future__ import annotations
@@ -474,7 +475,7 @@ class QualityScorer:
             return self._model
         if self._compiled is None:
             try:
-                self._compiled = torch.compile(self._model, dynamic=False)
+                self._compiled = torch.compile(self._model)
             except Exception as exc:  # noqa: BLE001 - compile is optional; eager always works
                 logger.warning("%s: torch.compile is not available (%s); running eagerly", self._name, exc)
                 self._compiled = self._model
