@@ -1034,6 +1034,9 @@ class ResolutionRanking:
         n_lost: faces the detector lost at some factor (their score there counts as the
             lowest, since a pipeline would drop them).
         mean_scores: mean score at each factor (over the faces found at that factor).
+        step_order: for each step between neighbouring factors, the share of faces whose
+            score strictly falls over that step (len(factors) - 1 values in [0, 1]); shows
+            which steps the score resolves.
     """
 
     mode: str
@@ -1043,6 +1046,7 @@ class ResolutionRanking:
     in_order: float
     n_lost: int
     mean_scores: tuple[float, ...]
+    step_order: tuple[float, ...] = ()
 
 
 def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -1108,9 +1112,11 @@ def resolution_ranking(
     arr = np.array(table)
     ranked = np.where(np.isinf(arr), -1.0, arr)  # lost faces rank below every score
     rhos = [float(stats.spearmanr(fs, r).statistic) for r in ranked if np.ptp(r) > 0]
-    in_order = float(np.mean([np.all(np.diff(r) < 0) for r in ranked]))
+    falls = np.diff(ranked, axis=1) < 0
+    in_order = float(np.mean(np.all(falls, axis=1)))
     means = tuple(float(np.mean(col[np.isfinite(col)])) if np.isfinite(col).any() else float("nan") for col in arr.T)
-    return ResolutionRanking(mode, tuple(fs), len(table), float(np.mean(rhos)) if rhos else float("nan"), in_order, lost, means)
+    steps = tuple(float(v) for v in falls.mean(axis=0))
+    return ResolutionRanking(mode, tuple(fs), len(table), float(np.mean(rhos)) if rhos else float("nan"), in_order, lost, means, steps)
 
 
 def monotonicity_table(rows: Sequence[MonotonicityRow]) -> pd.DataFrame:

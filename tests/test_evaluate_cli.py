@@ -29,6 +29,10 @@ class Face:
     prob: float
     landmarks: np.ndarray
 
+    @property
+    def eye_distance(self) -> float:
+        return float(np.hypot(*(self.landmarks[1] - self.landmarks[0])))
+
 
 class StubDetector:
     def detect(self, image):
@@ -515,6 +519,80 @@ def test_monotonicity_cli_needs_a_scorer(lfw_like, monkeypatch):
     assert r.exit_code == 1 and "needs faceiqa.models.load_scorer" in _one_line_error(r)
     r = _run(["evaluate", "monotonicity", "--images", str(images), "--kinds", "sparkle"])
     assert r.exit_code == 2 and "unknown degradation kind" in r.output
+
+
+# ---------------------------------------------------------------------------------------
+# resolution ranking
+
+
+class StubAssessor:
+    """Detection by StubDetector (faces scale with the photo); the score is a function of
+    the face crop (cut from the box, no alignment) and the eye distance."""
+
+    def __init__(self, score_fn, min_width: int = 0):
+        self.score_fn = score_fn
+        self.min_width = min_width
+        self.detector = self
+
+    def detect(self, image):
+        return [] if image.shape[1] < self.min_width else StubDetector().detect(image)
+
+    def align(self, image, faces):
+        x1, y1, x2, y2 = (int(round(v)) for v in faces[0].box)
+        return [image[y1:y2, x1:x2]]
+
+    def score_crops(self, crops, eye_distance):
+        s = float(self.score_fn(crops[0], eye_distance[0]))
+        return _Scores(np.array([s]), np.array([s]))
+
+
+@pytest.fixture()
+def noise_photos(tmp_path) -> list[Path]:
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"noise_{i}.png"
+        Image.fromarray(np.clip(128 + rng.normal(0, 40, (120, 120, 3)), 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_resolution_ranking_known_answers(noise_photos):
+    factors = (1, 1.5, 2, 3)
+    sharp = StubAssessor(lambda crop, eye: sharpness(crop))
+    r = ev.resolution_ranking(noise_photos, sharp, factors=factors, mode="down-up")
+    assert (r.n_faces, r.n_lost, r.mean_srcc, r.in_order) == (3, 0, -1.0, 1.0)
+    assert r.step_order == (1.0, 1.0, 1.0) and r.mean_scores[0] > r.mean_scores[-1]
+    rising = ev.resolution_ranking(noise_photos, StubAssessor(lambda crop, eye: -sharpness(crop) + 1e6), factors=factors)
+    assert rising.mean_srcc == 1.0 and rising.in_order == 0.0 and rising.step_order == (0.0, 0.0, 0.0)
+    # Real pixel loss: the eye distance shrinks with the photo; a face the detector loses at
+    # the smallest size counts as the lowest score, so the ranking still holds.
+    by_pixels = StubAssessor(lambda crop, eye: eye / 100, min_width=30)
+    r = ev.resolution_ranking(noise_photos, by_pixels, factors=(1, 2, 6), mode="down")
+    assert r.n_lost == 3 and r.in_order == 1.0 and np.isnan(r.mean_scores[2])
+    assert r.mean_scores[0] == pytest.approx(2 * r.mean_scores[1], rel=0.02)
+    constant = ev.resolution_ranking(noise_photos, StubAssessor(lambda crop, eye: 0.5), factors=factors)
+    assert constant.in_order == 0.0 and constant.step_order == (0.0, 0.0, 0.0) and np.isnan(constant.mean_srcc)
+
+
+@pytest.mark.parametrize(("factors", "mode"), [((2, 1), "down"), ((1,), "down"), ((0.5, 1), "down"), ((1, 2), "up")])
+def test_resolution_ranking_rejects_bad_arguments(noise_photos, factors, mode):
+    with pytest.raises(ev.InvalidArgumentError):
+        ev.resolution_ranking(noise_photos, StubAssessor(lambda crop, eye: 0.5), factors=factors, mode=mode)
+
+
+def test_resolution_cli_with_a_stub_assessor(tmp_path, noise_photos, monkeypatch):
+    import faceiqa.pipeline
+
+    monkeypatch.setattr(faceiqa.pipeline, "FaceQualityAssessor", lambda weights, device=None: StubAssessor(lambda c, e: sharpness(c)))
+    r = _run(["evaluate", "resolution", "--images", str(tmp_path), "--factors", "1,2,4", "--mode", "both"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "falls per step" in lines[0]
+    down_up = [ln for ln in lines if ln.startswith("down-up")][0].split()
+    assert down_up[1:5] == ["3", "-1.0000", "1.000", "0"] and down_up[-2:] == ["1.00", "1.00"]
+    r = _run(["evaluate", "resolution", "--images", str(tmp_path), "--factors", "2,1"])
+    assert r.exit_code == 1 and "increasing" in _one_line_error(r)
 
 
 # ---------------------------------------------------------------------------------------

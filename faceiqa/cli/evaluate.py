@@ -555,8 +555,13 @@ def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, de
         results = [ev.resolution_ranking(chosen, assessor, factors=fs, mode=m) for m in modes]
     except FaceIQAError as exc:
         raise _fail(exc) from None
-    click.echo("mode     faces  mean_srcc  in_order  lost  mean score per factor (" + ", ".join(f"{f:g}" for f in fs) + ")")
+    names = ", ".join(f"{f:g}" for f in fs)
+    click.echo(f"mode     faces  mean_srcc  in_order  lost  mean score per factor ({names})  falls per step")
     for r in results:
         means = " ".join(f"{m:.3f}" for m in r.mean_scores)
-        click.echo(f"{r.mode:8s} {r.n_faces:5d}  {r.mean_srcc:9.4f}  {r.in_order:8.3f}  {r.n_lost:4d}  {means}")
-    click.echo("mean_srcc = Spearman correlation of score with shrink factor (-1 ideal); in_order = share of faces ranked exactly in order")
+        steps = " ".join(f"{v:.2f}" for v in r.step_order)
+        click.echo(f"{r.mode:8s} {r.n_faces:5d}  {r.mean_srcc:9.4f}  {r.in_order:8.3f}  {r.n_lost:4d}  {means}  {steps}")
+    click.echo(
+        "mean_srcc = Spearman correlation of score with shrink factor (-1 ideal); in_order = share of faces "
+        "ranked exactly in order; falls per step = share of faces whose score falls from one factor to the next"
+    )
