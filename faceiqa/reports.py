@@ -129,6 +129,13 @@ def no_face_row(path: str | os.PathLike[str]) -> ReportRow:
     return ReportRow(path=str(path), status=Status.NO_FACE)
 
 
+def _new_file_mode() -> int:
+    """The permission bits ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +145,7 @@ def _atomic_write(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0o600 files; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from faceiqa.reports import (
     read_csv,
     render_html,
     write_csv,
+    write_html,
     write_json,
 )
 
@@ -72,6 +73,26 @@ def test_json_holds_the_same_records(tmp_path):
     assert [list(r) for r in records] == [list(REPORT_COLUMNS)] * 4
     assert records[2]["score"] is None and records[2]["status"] == "no_face"
     assert records[0]["score"] == 0.8123456789012345
+
+
+def test_reports_get_ordinary_file_permissions(tmp_path):
+    """Atomic writes go through a private temp file; the report itself follows the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        write_json(_rows(), tmp_path / "r.json")
+        write_html(_rows(), tmp_path / "r.html")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+    assert expected == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "r.html").st_mode) == expected
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_read_csv_rejects_other_files(tmp_path):
