@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.io import check_rgb
 
 # The widely used 5-point template for 112x112 face recognition crops (ArcFace), in pixels.
 _ARCFACE_112 = np.array(
@@ -205,8 +206,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, template: AlignmentTemp
     Returns:
         (size, size, 3) uint8 RGB crop. Pixels outside the image repeat the border.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InvalidArgumentError("image must be an (H, W, 3) uint8 RGB array")
+    check_rgb(image)
     pts = _as_landmarks(landmarks)
     m = similarity_transform(pts, template.points)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))

@@ -30,6 +30,7 @@ import numpy as np
 from faceiqa.alignment import eye_distance as _eye_distance
 from faceiqa.degrade import seed_for
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.io import check_rgb
 
 MID_GREY = 128.0
 
@@ -41,16 +42,8 @@ class FaceLike(Protocol):
     landmarks: np.ndarray
 
 
-def _check_crop(crop: np.ndarray) -> np.ndarray:
-    if not isinstance(crop, np.ndarray) or crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
-        raise InvalidArgumentError("face crop must be an (H, W, 3) uint8 RGB array")
-    if min(crop.shape[:2]) < 3:
-        raise InvalidArgumentError(f"face crop too small: {crop.shape[1]}x{crop.shape[0]}")
-    return crop
-
-
 def _grey(crop: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(_check_crop(crop), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return cv2.cvtColor(check_rgb(crop, "face crop", min_side=3), cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
 def detection_probability(face: FaceLike) -> float:

@@ -72,6 +72,7 @@ import numpy as np
 
 from faceiqa.alignment import TEMPLATES, AlignmentTemplate, get_template
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.io import check_rgb
 
 log = logging.getLogger("faceiqa.degrade")
 
@@ -128,11 +129,7 @@ class Degradation:
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InvalidArgumentError("image must be an (H, W, 3) uint8 RGB array")
-    if min(image.shape[:2]) < 8:
-        raise InvalidArgumentError(f"image too small to degrade: {image.shape[1]}x{image.shape[0]} (min 8x8)")
-    return image
+    return check_rgb(image, "image to degrade", min_side=8)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:

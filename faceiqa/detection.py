@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.io import check_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -149,19 +150,7 @@ def _sort_key(face: DetectedFace) -> tuple[float, float, float, float]:
 
 
 def _check_rgb(image: Any, index: int | None = None) -> np.ndarray:
-    where = "image" if index is None else f"images[{index}]"
-    if not isinstance(image, np.ndarray):
-        raise InvalidArgumentError(
-            f"{where} must be an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__} "
-            "(faceiqa.io.to_rgb converts paths, PIL images and tensors)"
-        )
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InvalidArgumentError(
-            f"{where} must be an (H, W, 3) uint8 RGB array, got shape {tuple(image.shape)} dtype {image.dtype}"
-        )
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InvalidArgumentError(f"{where} is empty: shape {tuple(image.shape)}")
-    return image
+    return check_rgb(image, "image" if index is None else f"images[{index}]")
 
 
 @dataclass(frozen=True)

@@ -302,6 +302,31 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb, order="C")
 
 
+def check_rgb(image: Any, what: str = "image", min_side: int = 1) -> np.ndarray:
+    """``image`` itself when it is an (H, W, 3) uint8 RGB numpy array of at least
+    ``min_side`` pixels per side (what every stage after reading works on).
+
+    Raises:
+        InvalidArgumentError: anything else, naming ``what``, the shape and the dtype.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InvalidArgumentError(
+            f"{what} must be an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__} "
+            "(faceiqa.io.to_rgb converts paths, PIL images and tensors)"
+        )
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidArgumentError(
+            f"{what} must be an (H, W, 3) uint8 RGB array, got shape {tuple(image.shape)} dtype {image.dtype}"
+        )
+    if min(image.shape[:2]) < min_side:
+        if min_side == 1:
+            raise InvalidArgumentError(f"{what} is empty: shape {tuple(image.shape)}")
+        raise InvalidArgumentError(
+            f"{what} too small: {image.shape[1]}x{image.shape[0]} (min {min_side}x{min_side})"
+        )
+    return image
+
+
 def _array_to_rgb(arr: np.ndarray, what: str) -> np.ndarray:
     """Validate and convert a numpy image in HWC or HW layout."""
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -537,6 +562,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SUPPORTED_FORMATS",
+    "check_rgb",
     "expand_inputs",
     "list_images",
     "read_image",

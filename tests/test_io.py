@@ -14,7 +14,7 @@ from PIL import Image, ImageFile
 
 import faceiqa.io as fio
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, expand_inputs, list_images, read_image, to_rgb
+from faceiqa.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_rgb, expand_inputs, list_images, read_image, to_rgb
 
 from imagefiles import (
     DISPLAY_H,
@@ -359,3 +359,26 @@ def test_orientation_helper_matches_exif_meaning():
     assert np.array_equal(stored, np.rot90(q, 1))
     assert np.array_equal(stored_for_orientation(q, 8), np.rot90(q, -1))
     assert QUADRANT_PIXELS[0][1] == (255, 0, 0)
+
+
+def test_check_rgb_names_what_is_wrong_and_is_shared_by_every_stage():
+    from faceiqa.alignment import align_face, get_template
+    from faceiqa.baselines import sharpness
+    from faceiqa.degrade import degrade
+
+    ok = np.zeros((10, 12, 3), np.uint8)
+    assert check_rgb(ok) is ok
+    with pytest.raises(InvalidArgumentError, match=r"crop must be an \(H, W, 3\) uint8 RGB numpy array, got list"):
+        check_rgb([[0]], "crop")
+    with pytest.raises(InvalidArgumentError, match=r"got shape \(10, 12, 3\) dtype float32"):
+        check_rgb(ok.astype(np.float32))
+    with pytest.raises(InvalidArgumentError, match="is empty"):
+        check_rgb(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(InvalidArgumentError, match=r"too small: 12x10 \(min 16x16\)"):
+        check_rgb(ok, min_side=16)
+    with pytest.raises(InvalidArgumentError, match="image to degrade too small"):
+        degrade(np.zeros((5, 5, 3), np.uint8), "blur", 1)
+    with pytest.raises(InvalidArgumentError, match="face crop must be"):
+        sharpness(np.zeros((5, 5), np.uint8))
+    with pytest.raises(InvalidArgumentError, match="image must be"):
+        align_face(np.zeros((5, 5)), np.zeros((5, 2)), get_template("dlib-150"))
