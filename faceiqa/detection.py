@@ -15,16 +15,10 @@ measured that way and nothing is corrected.)
 
 MTCNN's weights (about 2 MB) ship inside the facenet-pytorch wheel: nothing is downloaded.
 
-Speed (CPU). :func:`mtcnn_detect_face` is facenet-pytorch's ``detect_face`` step for step, with
-its two slow parts done another way that gives the same bits: the image pyramid and the 24/48 px
-crops of the refinement stages are area resizes (``adaptive_avg_pool2d``) of integer-valued
-pixels, and here each window sum is read exactly from an integral image and divided the way
-PyTorch's kernel divides (``sum / kh / kw`` in float32; exact while a window sums to less than
-2**24, checked, else facenet-pytorch's own code runs). The max-pooling layers of R-Net and O-Net
-run through PyTorch's channels-last kernel (a maximum has no rounding), several times faster than
-its NCHW kernel. The networks, the tensors the convolutions get (values and memory layout), the
-NMS and the box arithmetic are facenet-pytorch's own. Tests compare it with ``MTCNN.detect`` bit
-for bit on real photos. MTCNN runs many small operations, so one torch thread is often faster
+Speed (CPU). With ``fast=True`` (the default) facenet-pytorch's own ``detect_face`` runs with
+copies of R-Net and O-Net whose max-pooling layers go through PyTorch's channels-last kernel
+(a maximum has no rounding), several times faster than its NCHW kernel; the results are
+``MTCNN.detect``'s bit for bit (tested on generated pictures and real photos). MTCNN runs many small operations, so one torch thread is often faster
 than several (``mtcnn_threads``, opt-in: results then differ from the default's by float
 rounding, since some of its kernels split work across threads differently).
 """
@@ -194,281 +188,58 @@ def _faces_from_mtcnn(boxes: Any, probs: Any, points: Any, count: int) -> list[_
     return out
 
 
-# --------------------------------------------------------------------------- fast exact MTCNN
-
-#: Window sums of integer pixels below this are exact in float32, whatever the order.
-_EXACT_FLOAT32_SUM = 2**24
+# --------------------------------------------------------------------------- faster exact MTCNN
 
 
-def _integral(images: np.ndarray) -> np.ndarray:
-    """(N, H+1, W+1, 3) integral images of (N, H, W, 3) uint8 images (zero first row/column).
+def _channels_last_max_pool(pool: Any) -> Any:
+    """``pool`` (a max-pooling layer) run through PyTorch's channels-last kernel.
 
-    int32 while every sum fits (255 * H * W < 2**31), else float64 (exact to 2**53).
+    For an NCHW-contiguous input that kernel is several times faster than the NCHW one, and a
+    maximum involves no rounding, so the values are identical; the output is made
+    NCHW-contiguous again, as ``pool`` would return it, so the next layer sees the same tensor.
     """
-    n, h, w, _ = images.shape
-    depth = cv2.CV_32S if 255 * h * w < 2**31 else cv2.CV_64F
-    return np.stack([cv2.integral(np.ascontiguousarray(images[i]), sdepth=depth) for i in range(n)])
+    import torch
+
+    class ChannelsLastMaxPool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = pool
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not x.is_contiguous():
+                return self.pool(x)
+            return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    return ChannelsLastMaxPool()
 
 
-def _pool_bounds(out_size: int, in_size: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive-pooling windows [start, end) per output index (PyTorch's start/end_index).
+def _with_fast_pools(net: Any) -> Any:
+    """A copy of an MTCNN refinement network (R-Net, O-Net) whose max-pooling layers use
+    :func:`_channels_last_max_pool`; its own ``forward`` runs unchanged."""
+    import copy
 
-    ``in_size`` is an int or a (K,) array of input lengths; the result is (out_size,) or
-    (K, out_size) each.
-    """
-    o = np.arange(out_size, dtype=np.int64)
-    length = np.asarray(in_size, dtype=np.int64)[..., None]
-    return (o * length) // out_size, ((o + 1) * length + out_size - 1) // out_size
+    import torch
 
-
-def _exact(kh: np.ndarray, kw: np.ndarray) -> bool:
-    """True when every window of kh x kw integer pixels sums to less than 2**24 (exact in float32)."""
-    return int(kh.max(initial=0)) * int(kw.max(initial=0)) * 255 < _EXACT_FLOAT32_SUM
+    fast = copy.deepcopy(net)
+    for name, child in list(fast.named_children()):
+        if isinstance(child, torch.nn.MaxPool2d):
+            setattr(fast, name, _channels_last_max_pool(child))
+    return fast
 
 
-def _divide(sums: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
-    """``float32(sum) / kh / kw`` in float32: PyTorch's adaptive average pooling arithmetic."""
-    out = sums.astype(np.float32)
-    out /= kh.astype(np.float32)[..., :, None, None]
-    out /= kw.astype(np.float32)[..., None, :, None]
+def _faces_from_detect_face(batch_boxes: Any, batch_points: Any, count: int) -> list[_Raw]:
+    """facenet-pytorch's ``detect_face`` output (per image: (k, 5) box + probability rows and
+    (k, 5, 2) landmarks, as an object array) as plain float arrays."""
+    if len(batch_boxes) != count or len(batch_points) != count:
+        raise RuntimeError(f"unexpected MTCNN output: expected {count} entries, got {len(batch_boxes)}")
+    out: list[_Raw] = []
+    for rows, pts in zip(batch_boxes, batch_points):
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 5, 2)
+        if len(rows) != len(pts):
+            raise RuntimeError(f"unexpected MTCNN output: {len(rows)} boxes, {len(pts)} landmark sets")
+        out.append((rows[:, :4], rows[:, 4], pts))
     return out
-
-
-def _pyramid_level(integral: np.ndarray, out_h: int, out_w: int) -> np.ndarray | None:
-    """``interpolate(images, (out_h, out_w), mode="area")`` as (N, out_h, out_w, 3) float32, or None
-    when the float32 sums might not be exact."""
-    h, w = integral.shape[1] - 1, integral.shape[2] - 1
-    r0, r1 = _pool_bounds(out_h, h)
-    c0, c1 = _pool_bounds(out_w, w)
-    kh, kw = r1 - r0, c1 - c0
-    if not _exact(kh, kw):
-        return None
-    rows = np.take(integral, r1, axis=1) - np.take(integral, r0, axis=1)
-    sums = np.take(rows, c1, axis=2) - np.take(rows, c0, axis=2)
-    return _divide(sums, kh, kw)
-
-
-def _crops(integral: np.ndarray, image_inds: np.ndarray, y, ey, x, ex, size: int) -> torch.Tensor | None:
-    """facenet-pytorch's refinement-stage crops ``imresample(img[:, y-1:ey, x-1:ex], size)``, stacked.
-
-    Returns a contiguous (K, 3, size, size) float32 tensor, or None where the result could
-    differ from facenet-pytorch's (an empty crop, which it skips, or an inexact sum).
-    """
-    import torch
-
-    y0 = np.asarray(y, dtype=np.int64) - 1
-    x0 = np.asarray(x, dtype=np.int64) - 1
-    ey = np.asarray(ey, dtype=np.int64)
-    ex = np.asarray(ex, dtype=np.int64)
-    if not (np.all(ey > y0) and np.all(ex > x0)) or np.any(y0 < 0) or np.any(x0 < 0):
-        return None
-    r0, r1 = _pool_bounds(size, ey - y0)
-    c0, c1 = _pool_bounds(size, ex - x0)
-    kh, kw = r1 - r0, c1 - c0
-    if not _exact(kh, kw):
-        return None
-    n, hp, wp, ch = integral.shape
-    base = np.asarray(image_inds, dtype=np.int64)[:, None, None] * (hp * wp)
-    a0 = base + (r0 + y0[:, None])[:, :, None] * wp
-    a1 = base + (r1 + y0[:, None])[:, :, None] * wp
-    b0 = (c0 + x0[:, None])[:, None, :]
-    b1 = (c1 + x0[:, None])[:, None, :]
-    corners = np.take(integral.reshape(-1, ch), np.stack([a1 + b1, a0 + b1, a1 + b0, a0 + b0]).ravel(), axis=0)
-    corners = corners.reshape(4, len(y0), size, size, ch)
-    sums = corners[0] - corners[1] - corners[2] + corners[3]
-    return torch.from_numpy(_divide(sums, kh, kw)).permute(0, 3, 1, 2).contiguous()
-
-
-def _max_pool(pool: Any, x: torch.Tensor) -> torch.Tensor:
-    """``pool(x)`` for an NCHW-contiguous ``x``, through PyTorch's much faster channels-last kernel.
-
-    A maximum involves no rounding, so the values are the same; the result is made
-    NCHW-contiguous again, as ``pool(x)`` would return it, so the next layer sees the same tensor.
-    """
-    import torch
-
-    y = pool(x.contiguous(memory_format=torch.channels_last))
-    return y.contiguous()
-
-
-def _rnet(net: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """facenet-pytorch's ``RNet.forward`` with :func:`_max_pool`."""
-    x = _max_pool(net.pool1, net.prelu1(net.conv1(x)))
-    x = _max_pool(net.pool2, net.prelu2(net.conv2(x)))
-    x = net.prelu3(net.conv3(x))
-    x = x.permute(0, 3, 2, 1).contiguous()
-    x = net.prelu4(net.dense4(x.view(x.shape[0], -1)))
-    return net.dense5_2(x), net.softmax5_1(net.dense5_1(x))
-
-
-def _onet(net: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """facenet-pytorch's ``ONet.forward`` with :func:`_max_pool`."""
-    x = _max_pool(net.pool1, net.prelu1(net.conv1(x)))
-    x = _max_pool(net.pool2, net.prelu2(net.conv2(x)))
-    x = _max_pool(net.pool3, net.prelu3(net.conv3(x)))
-    x = net.prelu4(net.conv4(x))
-    x = x.permute(0, 3, 2, 1).contiguous()
-    x = net.prelu5(net.dense5(x.view(x.shape[0], -1)))
-    return net.dense6_2(x), net.dense6_3(x), net.softmax6_1(net.dense6_1(x))
-
-
-def mtcnn_detect_face(images: np.ndarray, mtcnn: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """facenet-pytorch's ``detect_face(images, ...)`` on the CPU, faster, same results.
-
-    Args:
-        images: (N, H, W, 3) uint8 RGB images of one size.
-        mtcnn: a CPU ``facenet_pytorch.MTCNN`` (its nets, ``min_face_size``, thresholds, factor).
-
-    Returns:
-        ``(batch_boxes, batch_points)`` exactly as ``detect_face`` returns them, or None when
-        this input needs facenet-pytorch's own code (see the module docstring).
-    """
-    import torch
-    from facenet_pytorch.models.utils import detect_face as fd
-    from torchvision.ops.boxes import batched_nms
-
-    with torch.no_grad():
-        return _detect_face(images, mtcnn)
-
-
-def _detect_face(images: np.ndarray, mtcnn: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    import torch
-    from facenet_pytorch.models.utils import detect_face as fd
-    from torchvision.ops.boxes import batched_nms
-
-    pnet, rnet, onet = mtcnn.pnet, mtcnn.rnet, mtcnn.onet
-    threshold, factor, minsize = mtcnn.thresholds, mtcnn.factor, mtcnn.min_face_size
-    device = torch.device("cpu")
-    if next(pnet.parameters()).dtype != torch.float32:
-        return None
-    batch_size, h, w = images.shape[:3]
-    integral = _integral(images)
-
-    m = 12.0 / minsize
-    minl = min(h, w) * m
-    scale_i = m
-    scales = []
-    while minl >= 12:
-        scales.append(scale_i)
-        scale_i = scale_i * factor
-        minl = minl * factor
-
-    # First stage: P-Net on the pyramid.
-    boxes_l, inds_l, picks = [], [], []
-    offset = 0
-    for scale in scales:
-        level = _pyramid_level(integral, int(h * scale + 1), int(w * scale + 1))
-        if level is None:
-            return None
-        # (N, oh, ow, 3) viewed as NCHW: the channels-last layout facenet-pytorch's tensors have.
-        im_data = torch.from_numpy(level).permute(0, 3, 1, 2)
-        im_data = (im_data - 127.5) * 0.0078125
-        reg, probs = pnet(im_data)
-        boxes_scale, image_inds_scale = fd.generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
-        boxes_l.append(boxes_scale)
-        inds_l.append(image_inds_scale)
-        pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], image_inds_scale, 0.5)
-        picks.append(pick + offset)
-        offset += boxes_scale.shape[0]
-
-    boxes = torch.cat(boxes_l, dim=0)
-    image_inds = torch.cat(inds_l, dim=0)
-    scale_picks = torch.cat(picks, dim=0)
-    boxes, image_inds = boxes[scale_picks], image_inds[scale_picks]
-    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-    boxes, image_inds = boxes[pick], image_inds[pick]
-
-    regw = boxes[:, 2] - boxes[:, 0]
-    regh = boxes[:, 3] - boxes[:, 1]
-    qq1 = boxes[:, 0] + boxes[:, 5] * regw
-    qq2 = boxes[:, 1] + boxes[:, 6] * regh
-    qq3 = boxes[:, 2] + boxes[:, 7] * regw
-    qq4 = boxes[:, 3] + boxes[:, 8] * regh
-    boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
-    boxes = fd.rerec(boxes)
-    y, ey, x, ex = fd.pad(boxes, w, h)
-
-    # Second stage: R-Net on 24 px crops.
-    if len(boxes) > 0:
-        im_data = _crops(integral, image_inds.numpy(), y, ey, x, ex, 24)
-        if im_data is None:
-            return None
-        im_data = (im_data - 127.5) * 0.0078125
-        out = fd.fixed_batch_process(im_data, lambda b: _rnet(rnet, b))
-        out0 = out[0].permute(1, 0)
-        out1 = out[1].permute(1, 0)
-        score = out1[1, :]
-        ipass = score > threshold[1]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-        boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
-        boxes = fd.bbreg(boxes, mv)
-        boxes = fd.rerec(boxes)
-
-    # Third stage: O-Net on 48 px crops, landmarks.
-    points = torch.zeros(0, 5, 2, device=device)
-    if len(boxes) > 0:
-        y, ey, x, ex = fd.pad(boxes, w, h)
-        im_data = _crops(integral, image_inds.numpy(), y, ey, x, ex, 48)
-        if im_data is None:
-            return None
-        im_data = (im_data - 127.5) * 0.0078125
-        out = fd.fixed_batch_process(im_data, lambda b: _onet(onet, b))
-        out0 = out[0].permute(1, 0)
-        out1 = out[1].permute(1, 0)
-        out2 = out[2].permute(1, 0)
-        score = out2[1, :]
-        points = out1
-        ipass = score > threshold[2]
-        points = points[:, ipass]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
-        w_i = boxes[:, 2] - boxes[:, 0] + 1
-        h_i = boxes[:, 3] - boxes[:, 1] + 1
-        points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
-        points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-        boxes = fd.bbreg(boxes, mv)
-        pick = fd.batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
-        boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
-
-    boxes = boxes.cpu().numpy()
-    points = points.cpu().numpy()
-    image_inds = image_inds.cpu()
-    batch_boxes = []
-    batch_points = []
-    for b_i in range(batch_size):
-        b_i_inds = np.where(image_inds == b_i)
-        batch_boxes.append(boxes[b_i_inds].copy())
-        batch_points.append(points[b_i_inds].copy())
-    return np.array(batch_boxes, dtype=object), np.array(batch_points, dtype=object)
-
-
-def _mtcnn_outputs(batch_boxes: np.ndarray, batch_points: np.ndarray, select_largest: bool) -> tuple[Any, Any, Any]:
-    """``MTCNN.detect(batch, landmarks=True)``'s post-processing of ``detect_face`` output."""
-    boxes, probs, points = [], [], []
-    for box, point in zip(batch_boxes, batch_points):
-        box = np.array(box)
-        point = np.array(point)
-        if len(box) == 0:
-            boxes.append(None)
-            probs.append([None])
-            points.append(None)
-        elif select_largest:
-            box_order = np.argsort((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))[::-1]
-            box = box[box_order]
-            point = point[box_order]
-            boxes.append(box[:, :4])
-            probs.append(box[:, 4])
-            points.append(point)
-        else:
-            boxes.append(box[:, :4])
-            probs.append(box[:, 4])
-            points.append(point)
-    return np.array(boxes, dtype=object), np.array(probs, dtype=object), np.array(points, dtype=object)
 
 
 _THREADS_LOCK = threading.Lock()
@@ -513,9 +284,9 @@ class FaceDetector:
             :data:`DEFAULT_MIN_PROB`.
         max_side: images whose longest side exceeds this many pixels are detected on a copy
             shrunk to it (area averaging); None detects at full resolution. At least 32.
-        fast: on the CPU, run MTCNN through :func:`mtcnn_detect_face` (the same results as
-            facenet-pytorch's ``MTCNN.detect``, bit for bit, several times faster); False calls
-            facenet-pytorch directly. Ignored on CUDA (facenet-pytorch's code runs there).
+        fast: on the CPU, run facenet-pytorch's ``detect_face`` with R-Net and O-Net pooling
+            through the channels-last kernel (the same results as ``MTCNN.detect``, bit for
+            bit, about 1.5 times as fast); False calls ``MTCNN.detect`` as it is. Ignored on CUDA.
         mtcnn_threads: torch intra-op threads while MTCNN runs on the CPU; None (default)
             leaves the calling thread's setting. MTCNN is many small operations, and 1 thread
             is often faster than several, above all on a busy machine. Results depend on the
@@ -580,6 +351,13 @@ class FaceDetector:
             ).eval()
         except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
             raise InvalidArgumentError(f"cannot run MTCNN on device {str(dev)!r}: {e}") from None
+        # P-Net keeps its own pooling: its input comes channels-last from the image pyramid,
+        # and a different layout would change its convolutions' rounding.
+        self._fast_nets = (
+            (self._mtcnn.pnet, _with_fast_pools(self._mtcnn.rnet), _with_fast_pools(self._mtcnn.onet))
+            if self.fast and dev.type == "cpu"
+            else None
+        )
 
     def __repr__(self) -> str:
         return (
@@ -623,15 +401,18 @@ class FaceDetector:
     def _run(self, batch: list[np.ndarray]) -> list[_Raw]:
         """MTCNN on equal-size images that are large enough to search."""
         stack = np.stack(batch)  # (N, h, w, 3): detect() then always answers per image
+        import torch
+
         with torch_threads(self.mtcnn_threads):
-            found = None
-            if self.fast and self.device.type == "cpu":
-                found = mtcnn_detect_face(stack, self._mtcnn)
-            if found is not None:
-                boxes, probs, points = _mtcnn_outputs(*found, self._mtcnn.select_largest)
-            else:
+            if self._fast_nets is None:
                 boxes, probs, points = self._mtcnn.detect(stack, landmarks=True)
-        return _faces_from_mtcnn(boxes, probs, points, len(batch))
+                return _faces_from_mtcnn(boxes, probs, points, len(batch))
+            from facenet_pytorch.models.utils.detect_face import detect_face
+
+            m = self._mtcnn
+            with torch.no_grad():
+                found = detect_face(stack, m.min_face_size, *self._fast_nets, m.thresholds, m.factor, self.device)
+        return _faces_from_detect_face(*found, len(batch))
 
     # ---------------------------------------------------------------------------------------
 
@@ -684,6 +465,5 @@ __all__ = [
     "SMALL_FACE_EYE_DISTANCE",
     "DetectedFace",
     "FaceDetector",
-    "mtcnn_detect_face",
     "torch_threads",
 ]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from faceiqa.alignment import align_face, get_template
-from faceiqa.detection import FaceDetector, _crops, _integral, _pyramid_level, mtcnn_detect_face, torch_threads
+from faceiqa.detection import FaceDetector, torch_threads
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.io import read_image
 from faceiqa.models import QualityScorer, ScoreMapping
@@ -60,41 +60,6 @@ def real_images(lfw_dir, detect_samples) -> list[np.ndarray]:
     return [read_image(f) for f in files]
 
 
-# --------------------------------------------------------------------------- exact area resampling
-
-
-@pytest.mark.parametrize(("h", "w", "oh", "ow"), [(97, 131, 58, 79), (40, 33, 12, 12), (15, 20, 24, 24), (300, 200, 13, 9), (7, 9, 48, 48)])
-def test_integral_area_resampling_is_pytorchs_bit_for_bit(h, w, oh, ow):
-    img = np.random.default_rng(h * w).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-    ref = F.interpolate(torch.from_numpy(img).permute(0, 3, 1, 2).float(), size=(oh, ow), mode="area")
-    ours = _pyramid_level(_integral(img), oh, ow)
-    assert ours is not None and ours.dtype == np.float32
-    assert np.array_equal(ours, ref.permute(0, 2, 3, 1).numpy())
-
-
-def test_crops_match_facenet_crop_and_resize_loop():
-    rng = np.random.default_rng(3)
-    img = rng.integers(0, 256, (2, 90, 120, 3), dtype=np.uint8)
-    imgs = torch.from_numpy(img).permute(0, 3, 1, 2).float()
-    inds = np.array([0, 1, 1, 0])
-    y, ey = np.array([1, 5, 30, 60]), np.array([20, 90, 31, 90])  # 1-based starts, inclusive ends
-    x, ex = np.array([1, 10, 100, 3]), np.array([33, 40, 120, 4])
-    ref = torch.cat(
-        [F.interpolate(imgs[i, :, y0 - 1 : y1, x0 - 1 : x1].unsqueeze(0), size=(24, 24), mode="area") for i, y0, y1, x0, x1 in zip(inds, y, ey, x, ex)]
-    )
-    ours = _crops(_integral(img), inds, y, ey, x, ex, 24)
-    assert ours is not None and ours.is_contiguous()
-    assert torch.equal(ours, ref)
-    # An empty crop (facenet-pytorch skips it, shifting later crops) is left to facenet-pytorch.
-    assert _crops(_integral(img), inds[:1], np.array([10]), np.array([5]), x[:1], ex[:1], 24) is None
-
-
-def test_windows_that_could_round_are_left_to_pytorch():
-    img = np.zeros((1, 300, 300, 3), dtype=np.uint8)
-    assert _pyramid_level(_integral(img), 1, 1) is None  # a 300 x 300 window may sum past 2**24
-    assert _pyramid_level(_integral(img), 100, 100) is not None
-
-
 # --------------------------------------------------------------------------- fast MTCNN == facenet-pytorch
 
 
@@ -106,20 +71,20 @@ def test_fast_mtcnn_equals_facenet_on_generated_pictures(detectors):
     assert fast.detect_batch(batch) == slow.detect_batch(batch)
 
 
-def test_fast_mtcnn_returns_facenets_raw_output(detectors):
+def test_fast_mtcnn_only_changes_the_pooling_layers_and_leaves_mtcnn_alone(detectors):
     fast, _ = detectors
-    img = np.stack(_pictures(2, seed=4))
-    ours = mtcnn_detect_face(img, fast._mtcnn)
-    assert ours is not None
-    from facenet_pytorch.models.utils.detect_face import detect_face
-
+    pnet, rnet, onet = fast._fast_nets
     m = fast._mtcnn
-    with torch.no_grad():
-        ref = detect_face(img, m.min_face_size, m.pnet, m.rnet, m.onet, m.thresholds, m.factor, m.device)
-    for a, b in zip(ours, ref):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert np.array_equal(x, y)
+    assert pnet is m.pnet and rnet is not m.rnet and onet is not m.onet
+    pools = [n for n, c in m.onet.named_children() if isinstance(c, torch.nn.MaxPool2d)]
+    assert len(pools) == 3 and all(not isinstance(getattr(onet, n), torch.nn.MaxPool2d) for n in pools)
+    assert all(isinstance(getattr(m.onet, n), torch.nn.MaxPool2d) for n in pools)  # the original is untouched
+    for net, ref, size in ((rnet, m.rnet, 24), (onet, m.onet, 48)):  # their input crop sizes
+        x = torch.from_numpy(np.random.default_rng(size).uniform(-1, 1, (5, 3, size, size)).astype(np.float32))
+        with torch.no_grad():
+            for a, b in zip(net(x), ref(x)):
+                assert torch.equal(a, b)
+    assert FaceDetector(device="cpu", fast=False)._fast_nets is None
 
 
 def test_fast_mtcnn_equals_facenet_on_real_photos(detectors, real_images):
