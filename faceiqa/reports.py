@@ -130,10 +130,28 @@ def no_face_row(path: str | os.PathLike[str]) -> ReportRow:
 
 
 def _new_file_mode() -> int:
-    """The permission bits ``open(path, "w")`` would give a new file (0o666 less the umask)."""
-    mask = os.umask(0)
+    """The permission bits ``open(path, "w")`` would give a new file (0o666 less the umask).
+
+    Linux shows the umask in /proc; elsewhere it is read by setting it, which is process-wide,
+    so that is done once, at import (before any worker thread creates files).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _IMPORT_FILE_MODE
+
+
+def _read_umask_once() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+_IMPORT_FILE_MODE = _read_umask_once()
 
 
 def _atomic_write(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
