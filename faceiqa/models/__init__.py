@@ -10,7 +10,7 @@ score mapping. Architectures register a builder and a loader with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,17 @@ from faceiqa.models.checkpoints import (
 from faceiqa.models.hypernet import FeatureTaps, HyperNet, LDABackbone, TargetNetParams, target_network
 from faceiqa.models.resnet import ResNetBackbone, resnet50_backbone
 from faceiqa.models.scorer import QualityScorer, Scores, crop_grid
-from faceiqa.weights import ScoreMapping, WeightsSpec, default_name, get_spec, load_manifest, matching_specs, resolve
+from faceiqa.weights import (
+    InputProtocol,
+    ScoreMapping,
+    ScoreSpec,
+    WeightsSpec,
+    default_name,
+    get_spec,
+    load_manifest,
+    matching_specs,
+    resolve,
+)
 
 logger = logging.getLogger("faceiqa.models")
 
@@ -208,19 +218,34 @@ def _scorer_from_spec(
         raise InvalidArgumentError(f"weights {spec.name!r} need architecture {spec.architecture!r} (known: {known})")
     arch = ARCHITECTURES[spec.architecture]
     model = arch.load(arch.build(dict(spec.options)), path, spec.layout)
+    return _scorer(model, spec.name, spec.input, spec.score, device, batch_size, grid, mapping)
+
+
+def _scorer(
+    model: torch.nn.Module,
+    name: str,
+    protocol: InputProtocol,
+    score: ScoreSpec,
+    device: str | torch.device | None,
+    batch_size: int,
+    grid: int | None,
+    mapping: ScoreMapping | None,
+    extra_names: Sequence[str] | None = None,
+) -> QualityScorer:
+    """A scorer for ``model`` with an input protocol and score description from the registry."""
     return QualityScorer(
         model,
-        name=spec.name,
-        input_size=spec.input.size,
-        template=spec.input.template,
-        raw_name=spec.score.raw_name,
-        raw_range=spec.score.raw_range,
-        mapping=mapping or spec.score.mapping,
-        normalize=spec.input.normalize,
-        grid=grid or spec.input.grid,
+        name=name,
+        input_size=protocol.size,
+        template=protocol.template,
+        raw_name=score.raw_name,
+        raw_range=score.raw_range,
+        mapping=mapping or score.mapping,
+        normalize=protocol.normalize,
+        grid=grid or protocol.grid,
         device=device,
         batch_size=batch_size,
-        extra_names=spec.input.extra,
+        extra_names=protocol.extra if extra_names is None else extra_names,
     )
 
 
@@ -233,26 +258,14 @@ def _scorer_from_file(
 ) -> QualityScorer:
     state = read_checkpoint(path)
     from faceiqa.models import face
-    from faceiqa.weights import InputProtocol, ScoreSpec
 
     if face.is_face_head(state):
         extra_inputs = int(state["fc1w_extra_fc.weight"].shape[0]) // face.FACE_HEAD["target_fc_sizes"][0] if "fc1w_extra_fc.weight" in state else 0
-        model = face._load(face.face_hypernet(extra_target_inputs=extra_inputs), path, "faceiqa-head")
+        model = face.load_face_model(face.face_hypernet(extra_target_inputs=extra_inputs), state, source=path.name)
         protocol = InputProtocol.from_dict(face.FACE_INPUT)
-        score = ScoreSpec.from_dict(face.FACE_SCORE)
         logger.info("%s: unregistered face-model head; using the face protocol", path.name)
-        return QualityScorer(
-            model,
-            name=path.stem,
-            input_size=protocol.size,
-            template=protocol.template,
-            raw_name=score.raw_name,
-            raw_range=score.raw_range,
-            mapping=mapping or score.mapping,
-            normalize=protocol.normalize,
-            grid=grid or protocol.grid,
-            device=device,
-            batch_size=batch_size,
+        return _scorer(
+            model, path.stem, protocol, ScoreSpec.from_dict(face.FACE_SCORE), device, batch_size, grid, mapping,
             extra_names=protocol.extra[:extra_inputs],
         )
     layout = detect_layout(state)

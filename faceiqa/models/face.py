@@ -179,11 +179,17 @@ def _build(options: Mapping[str, Any]) -> HyperNet:
 
 def _load(model: HyperNet, path: Path, layout: str) -> HyperNet:
     """Load a head file and the registered recognizer weights into the backbone."""
+    return load_face_model(model, read_checkpoint(path), source=Path(path).name)
+
+
+def load_face_model(model: HyperNet, head: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> HyperNet:
+    """Load head weights (strictly) and the registered recognizer weights into the backbone;
+    the backbone is frozen and the model put in eval mode."""
     backbone = model.res
     if not isinstance(backbone, DlibBackbone):
         raise InvalidArgumentError("hyperiqa-dlib checkpoints load into a model with a DlibBackbone")
     backbone.net.load_state_dict(load_dlib_resnet().state_dict())
-    load_head(model, read_checkpoint(path), source=Path(path).name)
+    load_head(model, head, source=source)
     for p in backbone.net.parameters():
         p.requires_grad_(False)
     return model.eval()
