@@ -32,9 +32,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from faceiqa.alignment import align_face, get_template
-from faceiqa.recognition import TEMPLATE_NAME, FaceRecognizer, default_weights_path
-from faceiqa.verification import kfold_accuracy, read_pairs
+from faceiqa.face.alignment import align_face, get_template
+from faceiqa.models.dlib_resnet import TEMPLATE_NAME, default_weights_path
+from faceiqa.face.recognition import FaceRecognizer
+from faceiqa.evaluation.verification import kfold_accuracy, read_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("lfw_verification")
@@ -50,7 +51,7 @@ class _Detector:
 
     def __init__(self, device: str) -> None:
         try:
-            from faceiqa.detection import FaceDetector
+            from faceiqa.face.detection import FaceDetector
         except ImportError:
             from facenet_pytorch import MTCNN
 

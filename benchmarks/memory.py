@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compose, cycle_photos, lfw_images, load_average, load_rgb, print_header  # noqa: E402
 
 from faceiqa.errors import FaceIQAError  # noqa: E402
-from faceiqa.pipeline import FaceQualityAssessor  # noqa: E402
+from faceiqa.api import FaceQualityAssessor
 
 
 def rss_mb() -> float:

@@ -59,10 +59,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CpuMeter, PhotoSet, busy_processes, load_average, make_photo_set, print_header, random_resnet50_weights, temp_root  # noqa: E402
 
 from faceiqa.errors import FaceIQAError  # noqa: E402
-from faceiqa.io import to_rgb  # noqa: E402
+from faceiqa.images import to_rgb
 from faceiqa.models import QualityScorer, load_scorer  # noqa: E402
 from faceiqa.models.scorer import cpu_supports_bf16  # noqa: E402
-from faceiqa.pipeline import FaceQualityAssessor  # noqa: E402
+from faceiqa.api import FaceQualityAssessor
 
 CONFIGS = {
     # name: (detect_workers, mtcnn_threads, score_threads (None: torch's), precision)

@@ -23,17 +23,22 @@ from faceiqa.errors import (  # noqa: E402
     WeightsNotFoundError,
 )
 
+from faceiqa import _compat  # noqa: E402
+
+_compat.install()  # old flat module paths (faceiqa.pipeline, faceiqa.io, ...) for one release
+
 _LAZY = {
-    "FaceQualityAssessor": "faceiqa.pipeline",
-    "FaceQuality": "faceiqa.pipeline",
-    "ImageAssessment": "faceiqa.pipeline",
-    "FilterResult": "faceiqa.pipeline",
-    "load_scorer": "faceiqa.models",
-    "QualityScorer": "faceiqa.models",
-    "Scores": "faceiqa.models",
-    "FaceDetector": "faceiqa.detection",
-    "FaceRecognizer": "faceiqa.recognition",
-    "load_recognizer": "faceiqa.recognition",
+    "FaceQualityAssessor": "faceiqa.api",
+    "FaceQuality": "faceiqa.api",
+    "ImageAssessment": "faceiqa.api",
+    "FilterResult": "faceiqa.api",
+    "load_scorer": "faceiqa.models.loader",
+    "QualityScorer": "faceiqa.models.scorer",
+    "Scores": "faceiqa.models.scorer",
+    "ModelConfig": "faceiqa.models.config",
+    "FaceDetector": "faceiqa.face.detection",
+    "FaceRecognizer": "faceiqa.face.recognition",
+    "load_recognizer": "faceiqa.face.recognition",
 }
 
 

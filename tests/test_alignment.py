@@ -6,16 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceiqa.alignment import (
-    HYPERIQA_224,
-    AlignmentTemplate,
-    align_face,
-    arcface_template,
-    eye_distance,
-    get_template,
-    similarity_transform,
-    transform_points,
-)
+from faceiqa.face.alignment import HYPERIQA_224, AlignmentTemplate, align_face, arcface_template, eye_distance, get_template, similarity_transform, transform_points
 from faceiqa.errors import InvalidArgumentError
 
 

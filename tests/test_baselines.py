@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from faceiqa import baselines as B
-from faceiqa.degrade import degrade
+from faceiqa.evaluation import baselines as B
+from faceiqa.evaluation.degrade import degrade
 from faceiqa.errors import InvalidArgumentError
 
 

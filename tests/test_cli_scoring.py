@@ -27,7 +27,7 @@ import torch
 from click.testing import CliRunner
 
 from faceiqa.cli import main
-from faceiqa.reports import REPORT_COLUMNS
+from faceiqa.output.reports import REPORT_COLUMNS
 
 from imagefiles import running_as_root, write_png_with_declared_size
 from test_pipeline import ScriptedDetector, picture, save_png
@@ -465,9 +465,9 @@ SCRIPTED = {"a/p0.png": 1, "a/p1.png": 2, "b/p2.png": 0, "p3.png": 3, "b/c/p4.pn
 @pytest.fixture
 def scripted_photos(tmp_path, monkeypatch) -> Path:
     """Generated pictures whose faces a scripted detector 'finds' (see test_pipeline.py): always available."""
-    import faceiqa.pipeline
+    import faceiqa.api
 
-    monkeypatch.setattr(faceiqa.pipeline, "FaceDetector", lambda **kw: ScriptedDetector())
+    monkeypatch.setattr(faceiqa.api, "FaceDetector", lambda **kw: ScriptedDetector())
     root = tmp_path / "gen"
     for i, (name, n) in enumerate(SCRIPTED.items()):
         save_png(picture(n, seed=500 + i), root / name)

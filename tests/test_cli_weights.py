@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import faceiqa.weights as registry
+import faceiqa.hub as registry
 from faceiqa.cli import main
 
 from test_weights import PAYLOAD, PAYLOAD_SHA, FileServer, write_manifest
@@ -16,7 +16,7 @@ def cli(tmp_path, monkeypatch):
     """Run the CLI against a private manifest and FACEIQA_HOME; returns (invoke, home)."""
     home = tmp_path / "home"
     monkeypatch.setenv("FACEIQA_HOME", str(home))
-    monkeypatch.setattr(registry, "_data_dirs", lambda: [tmp_path / "pretrained"])
+    monkeypatch.setattr(registry.manifest, "_data_dirs", lambda: [tmp_path / "pretrained"])
     runner = CliRunner()
 
     def use(urls: list[str]):

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from faceiqa.decisions import Policy, decide, group_by_photo
+from faceiqa.output.decisions import Policy, decide, group_by_photo
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.reports import ReportRow, Status, error_row, no_face_row
+from faceiqa.output.reports import ReportRow, Status, error_row, no_face_row
 
 
 def _face(i, score, size):

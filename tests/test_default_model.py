@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from faceiqa.models import load_scorer
-from faceiqa.pipeline import FaceQualityAssessor
-from faceiqa.reports import Status, read_csv
-from faceiqa.weights import get_spec, resolve, verify
+from faceiqa.api import FaceQualityAssessor
+from faceiqa.output.reports import Status, read_csv
+from faceiqa.hub.store import get_spec, resolve, verify
 
 from conftest import REPO, TEST_DATA
 

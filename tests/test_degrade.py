@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-import faceiqa.degrade as D
+import faceiqa.evaluation.degrade as D
 from faceiqa.errors import InvalidArgumentError
 
 LEVELS = range(6)

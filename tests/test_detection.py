@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from faceiqa.detection import (
-    DEFAULT_MIN_PROB,
-    SMALL_FACE_EYE_DISTANCE,
-    DetectedFace,
-    FaceDetector,
-    _faces_from_mtcnn,
-)
+from faceiqa.face.detection import DEFAULT_MIN_PROB, SMALL_FACE_EYE_DISTANCE, DetectedFace, FaceDetector, _faces_from_mtcnn
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.io import read_image
+from faceiqa.images import read_image
 
 LANDMARKS = np.array([[30, 40], [60, 40], [45, 55], [33, 70], [57, 70]], np.float32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceiqa import edc as E
+from faceiqa.evaluation import edc as E
 from faceiqa.errors import InvalidArgumentError
 
 

@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import faceiqa.evaluate as ev
-from faceiqa.baselines import sharpness
+import faceiqa.evaluation as ev
+from faceiqa.errors import FaceIQAError, InvalidArgumentError
+from faceiqa.evaluation.baselines import sharpness
 from faceiqa.cli import main
-from faceiqa.metrics import agreement
+from faceiqa.evaluation.metrics import agreement
 
 # ---------------------------------------------------------------------------------------
 # stubs: identity is the image's mean colour; a "bad" photo has its colour shifted
@@ -46,7 +47,7 @@ class StubDetector:
 
 class StubRecognizer:
     def align(self, image, landmarks):
-        from faceiqa.alignment import align_face, arcface_template
+        from faceiqa.face.alignment import align_face, arcface_template
 
         return align_face(image, landmarks, arcface_template(150, 0.5))
 
@@ -338,7 +339,7 @@ def test_degrade_plan_selects_a_seeded_fraction():
     assert chosen == [ev.DegradePlan.parse("jpeg:2", 0.3, seed=1).selected(f"P/P_{i:04d}") for i in range(2000)]
     assert chosen != [ev.DegradePlan.parse("jpeg:2", 0.3, seed=2).selected(f"P/P_{i:04d}") for i in range(2000)]
     assert not ev.DegradePlan.parse(None).selected("x") and ev.DegradePlan.parse(None).describe() == "none"
-    with pytest.raises(ev.InvalidArgumentError, match="fraction"):
+    with pytest.raises(InvalidArgumentError, match="fraction"):
         ev.DegradePlan.parse("jpeg:2", 0.0)
 
 
@@ -378,16 +379,9 @@ def test_edc_runtime_errors_are_one_line(tmp_path, lfw_like, stubs, monkeypatch)
     assert r.exit_code == 1 and "expected 4 pair lines" in _one_line_error(r)
 
 
-def test_edc_without_the_real_modules_says_what_it_needs(lfw_like, monkeypatch):
-    images, pairs = lfw_like
-    monkeypatch.setitem(sys.modules, "faceiqa.detection", None)
-    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), "--baselines", "random"])
-    assert r.exit_code == 1 and "needs faceiqa.detection" in _one_line_error(r)
-
-
 def test_pair_distances_cache_embeddings_per_image(lfw_like):
     images, pairs_path = lfw_like
-    from faceiqa.verification import read_pairs
+    from faceiqa.evaluation.verification import read_pairs
 
     class Counting(StubRecognizer):
         calls = 0
@@ -468,7 +462,7 @@ def test_monotonicity_of_a_sharpness_score():
     assert constant[0].n_constant == 4 and np.isnan(constant[0].mean_srcc)
     rising = ev.monotonicity(crops, lambda ims, owners: -_sharpness_scores(ims), kinds=["blur"])
     assert rising[0].mean_srcc == 1.0
-    with pytest.raises(ev.InvalidArgumentError, match="returned 1 scores"):
+    with pytest.raises(InvalidArgumentError, match="returned 1 scores"):
         ev.monotonicity(crops, lambda ims, owners: np.ones(1), kinds=["blur"])
 
 
@@ -510,15 +504,6 @@ def test_monotonicity_cli_with_a_stub_scorer(tmp_path, lfw_like, monkeypatch):
     assert "5 used, 0 skipped" in r.output
     text = table.read_text()
     assert "| blur " in text and "| motion_blur " in text and "-1.0000" in text
-
-
-def test_monotonicity_cli_needs_a_scorer(lfw_like, monkeypatch):
-    images, _ = lfw_like
-    monkeypatch.setitem(sys.modules, "faceiqa.models", None)
-    r = _run(["evaluate", "monotonicity", "--images", str(images), "--limit", "2"])
-    assert r.exit_code == 1 and "needs faceiqa.models.load_scorer" in _one_line_error(r)
-    r = _run(["evaluate", "monotonicity", "--images", str(images), "--kinds", "sparkle"])
-    assert r.exit_code == 2 and "unknown degradation kind" in r.output
 
 
 # ---------------------------------------------------------------------------------------
@@ -577,14 +562,14 @@ def test_resolution_ranking_known_answers(noise_photos):
 
 @pytest.mark.parametrize(("factors", "mode"), [((2, 1), "down"), ((1,), "down"), ((0.5, 1), "down"), ((1, 2), "up")])
 def test_resolution_ranking_rejects_bad_arguments(noise_photos, factors, mode):
-    with pytest.raises(ev.InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError):
         ev.resolution_ranking(noise_photos, StubAssessor(lambda crop, eye: 0.5), factors=factors, mode=mode)
 
 
 def test_resolution_cli_with_a_stub_assessor(tmp_path, noise_photos, monkeypatch):
-    import faceiqa.pipeline
+    import faceiqa.api
 
-    monkeypatch.setattr(faceiqa.pipeline, "FaceQualityAssessor", lambda weights, device=None: StubAssessor(lambda c, e: sharpness(c)))
+    monkeypatch.setattr(faceiqa.api, "FaceQualityAssessor", lambda weights, device=None: StubAssessor(lambda c, e: sharpness(c)))
     r = _run(["evaluate", "resolution", "--images", str(tmp_path), "--factors", "1,2,4", "--mode", "both"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
@@ -627,7 +612,7 @@ def test_key_index_prefers_the_longest_matching_suffix():
 
 
 def test_lfw_pairs_resolve_to_real_photos(lfw_dir):
-    from faceiqa.verification import read_pairs
+    from faceiqa.evaluation.verification import read_pairs
 
     pairs = read_pairs(lfw_dir / "pairs.txt")
     keys = ev.pair_image_keys(pairs[:5])
@@ -639,11 +624,11 @@ def test_lfw_pairs_resolve_to_real_photos(lfw_dir):
 @pytest.mark.slow
 def test_edc_with_the_real_detector_and_recognizer(tmp_path, lfw_dir):
     pytest.importorskip("facenet_pytorch")
-    from faceiqa.verification import read_pairs
+    from faceiqa.evaluation.verification import read_pairs
 
     try:
         detector, recognizer = ev.load_models("cpu")
-    except ev.FaceIQAError as exc:
+    except FaceIQAError as exc:
         pytest.skip(f"real models unavailable: {exc}")
     pairs = read_pairs(lfw_dir / "pairs.txt")
     few = [p for p in pairs if p.genuine][:3] + [p for p in pairs if not p.genuine][:3]
@@ -663,8 +648,8 @@ def test_missing_evaluation_extras_give_a_one_line_error(tmp_path, monkeypatch):
     import faceiqa
 
     scores, labels, _, _ = _mos_files(tmp_path)
-    monkeypatch.delattr(faceiqa, "evaluate")
-    for name in ("faceiqa.evaluate", "faceiqa.metrics"):
+    monkeypatch.delattr(faceiqa, "evaluation")
+    for name in [m for m in sys.modules if m.startswith("faceiqa.evaluation")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "scipy", None)
     r = _run(["evaluate", "mos", "--scores", str(scores), "--labels", str(labels), "--label-column", "MOS"])

@@ -24,7 +24,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from faceiqa.cli import main  # noqa: E402
-from faceiqa.export import ExportError, export_onnx  # noqa: E402
+from faceiqa.export.onnx import ExportError, export_onnx
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,7 +56,7 @@ def _face_scorer() -> QualityScorer:
     torch.manual_seed(0)
     model = face_hypernet()
     try:
-        from faceiqa.recognition import load_dlib_resnet
+        from faceiqa.models.dlib_resnet import load_dlib_resnet
 
         model.res.net.load_state_dict(load_dlib_resnet().state_dict())
     except Exception:  # noqa: BLE001 - a random backbone checks the graph just as well
@@ -168,11 +168,11 @@ def test_shipped_default_model_onnx_matches_pytorch_on_example_faces(tmp_path):
     """The real default weights (faceiqa-face), on aligned faces of the shipped example photo."""
     from pathlib import Path
 
-    from faceiqa.pipeline import FaceQualityAssessor
+    from faceiqa.api import FaceQualityAssessor
 
     assessor = FaceQualityAssessor(weights="default", device="cpu")
     photo = Path(__file__).resolve().parents[1] / "examples" / "photos" / "bald_guys.jpg"
-    from faceiqa.io import read_image
+    from faceiqa.images import read_image
 
     image = read_image(photo)
     faces = assessor.detector.detect(image)

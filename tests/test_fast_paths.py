@@ -23,13 +23,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceiqa.alignment import align_face, get_template
-from faceiqa.detection import FaceDetector, torch_threads
+from faceiqa.face.alignment import align_face, get_template
+from faceiqa.face.detection import FaceDetector, torch_threads
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
-from faceiqa.io import read_image
+from faceiqa.images import read_image
 from faceiqa.models import QualityScorer, ScoreMapping
 from faceiqa.models import scorer as scorer_module
-from faceiqa.pipeline import FaceQualityAssessor
+from faceiqa.api import FaceQualityAssessor
 
 from tiny_models import TINY_SIZE, tiny_random_scorer
 
@@ -285,8 +285,8 @@ def lfw_face_crops(lfw_dir):
     """Aligned dlib-150 chips and eye distances of validation faces: 24 people of folds 6-7
     (never trained on), each pristine and blurred, noisy and darkened (level 3), so that
     the scores span the steep middle of the calibrated mapping, not only its flat top."""
-    from faceiqa.degrade import degrade
-    from faceiqa.trainset import split_people
+    from faceiqa.evaluation.degrade import degrade
+    from faceiqa.training.trainset import split_people
 
     detector = FaceDetector(device="cpu")
     template = get_template("dlib-150")

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.fileops import Transferer, TransferMode
+from faceiqa.output.fileops import Transferer, TransferMode
 
 
 @pytest.fixture()

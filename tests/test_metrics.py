@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from faceiqa import metrics as M
+from faceiqa.evaluation import metrics as M
 from faceiqa.errors import InvalidArgumentError
 
 

@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from faceiqa.decisions import Policy
-from faceiqa.detection import DetectedFace, FaceDetector
+from faceiqa.output.decisions import Policy
+from faceiqa.face.detection import DetectedFace, FaceDetector
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.pipeline import FaceQualityAssessor, FilterResult, ImageAssessment
-from faceiqa.reports import Status
+from faceiqa.api import FaceQualityAssessor, FilterResult, ImageAssessment
+from faceiqa.output.reports import Status
 
 from imagefiles import write_bad_files
 from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_scorer
@@ -221,7 +221,7 @@ def test_tiny_random_assess_many_one_result_per_input_in_order(scorer, tmp_path,
 
 
 def test_tiny_random_assess_many_survives_unexpected_reader_failures(scorer, tmp_path, monkeypatch):
-    import faceiqa.pipeline as pipeline
+    import faceiqa.api as pipeline
 
     real = pipeline.to_rgb
 

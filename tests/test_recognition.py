@@ -11,19 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from faceiqa.alignment import DLIB_150, get_template
+from faceiqa.face.alignment import DLIB_150, get_template
 from faceiqa.errors import CheckpointError, InvalidArgumentError
-from faceiqa.recognition import (
-    _FORMAT,
-    SAME_PERSON_THRESHOLD,
-    DlibResNet,
-    FaceRecognizer,
-    dequantize,
-    load_dlib_resnet,
-    load_state_dict,
-    normalize_chips,
-)
-from faceiqa.verification import best_threshold, read_pairs, verification_accuracy
+from faceiqa.models.dlib_resnet import _FORMAT, SAME_PERSON_THRESHOLD, DlibResNet, dequantize, load_dlib_resnet, load_state_dict, normalize_chips
+from faceiqa.face.recognition import FaceRecognizer
+from faceiqa.evaluation.verification import best_threshold, read_pairs, verification_accuracy
 
 from conftest import REPO, TEST_DATA
 
@@ -196,7 +188,7 @@ def test_dlib_template_geometry():
 
 
 def _lfw_descriptors(lfw_dir, pairs, recognizer):
-    from faceiqa.detection import FaceDetector
+    from faceiqa.face.detection import FaceDetector
 
     detector = FaceDetector(device="cpu")
     images_dir = lfw_dir / "images"

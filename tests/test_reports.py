@@ -11,20 +11,8 @@ import numpy as np
 import pytest
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.reports import (
-    REPORT_COLUMNS,
-    CsvReportWriter,
-    ReportRow,
-    Status,
-    error_row,
-    face_thumbnail,
-    no_face_row,
-    read_csv,
-    render_html,
-    write_csv,
-    write_html,
-    write_json,
-)
+from faceiqa.output.reports import REPORT_COLUMNS, CsvReportWriter, ReportRow, Status, error_row, no_face_row, read_csv, write_csv, write_json
+from faceiqa.output.html import face_thumbnail, render_html, write_html
 
 
 def _rows() -> list[ReportRow]:

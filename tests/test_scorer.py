@@ -13,7 +13,7 @@ from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
 from faceiqa.models import QualityScorer, ScoreMapping, Scores, crop_grid, hyperiqa_resnet50, load_scorer
 from faceiqa.models.checkpoints import OFFICIAL, PYIQA, save_hypernet
 from faceiqa.models.scorer import IMAGENET_MEAN, IMAGENET_STD
-from faceiqa.weights import sha256_file
+from faceiqa.hub.store import sha256_file
 
 from conftest import REPO
 from test_hypernet import tiny_random_hypernet

@@ -12,19 +12,14 @@ from click.testing import CliRunner
 
 from faceiqa.cli import main
 from faceiqa.errors import CheckpointError, InvalidArgumentError
-from faceiqa.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
+from faceiqa.training.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
 from faceiqa.models.checkpoints import OFFICIAL, read_checkpoint, save_hypernet
 from faceiqa.models.face import BACKBONE_PREFIX, CachedStages, face_hypernet, head_state_dict, load_head
-from faceiqa.train import (
-    FaceDataConfig,
-    FinetuneConfig,
-    TrainConfig,
-    export_face_model,
-    finetune_hyperiqa,
-    parameter_groups,
-    train_face_model,
-)
-from faceiqa.trainset import FaceTrainSet, sample_plans
+from faceiqa.training.face import FaceDataConfig, train_face_model
+from faceiqa.training.finetune import FinetuneConfig, finetune_hyperiqa
+from faceiqa.training.loop import TrainConfig, parameter_groups
+from faceiqa.training.calibrate import export_face_model
+from faceiqa.training.trainset import FaceTrainSet, sample_plans
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -195,7 +190,7 @@ def test_cli_train_face_on_a_cache_and_usage_errors(tmp_path):
 
 @pytest.mark.slow
 def test_trainset_from_real_photos_is_identity_split_labelled_and_reproducible(lfw_dir, tmp_path):
-    from faceiqa.trainset import build_face_trainset
+    from faceiqa.training.trainset import build_face_trainset
 
     kwargs = dict(pairs_path=lfw_dir / "pairs.txt", limit_people=2, variants=3, val_variants=2, seed=5)
     ds = build_face_trainset(lfw_dir / "images", **kwargs)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.verification import KFoldResult, best_threshold, kfold_accuracy, read_pairs, verification_accuracy
+from faceiqa.evaluation.verification import KFoldResult, best_threshold, kfold_accuracy, read_pairs, verification_accuracy
 
 
 def test_kfold_hand_made_case():
@@ -88,7 +88,7 @@ def test_read_pairs_still_reads_lfw_layout(tmp_path):
 
 
 def test_make_pairs_round_trips_and_balances(tmp_path):
-    from faceiqa.verification import make_pairs, write_pairs
+    from faceiqa.evaluation.verification import make_pairs, write_pairs
 
     photos = {"Ann": [1, 2, 3], "Bob": [1, 2], "Cy": [1], "Dee": [4, 7]}
     pairs = make_pairs(photos, 100, seed=3, max_per_person=2)
@@ -102,7 +102,7 @@ def test_make_pairs_round_trips_and_balances(tmp_path):
 
 
 def test_make_pairs_needs_two_people():
-    from faceiqa.verification import make_pairs
+    from faceiqa.evaluation.verification import make_pairs
 
     with pytest.raises(InvalidArgumentError):
         make_pairs({"Ann": [1, 2]}, 10)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import faceiqa.weights as registry
+import faceiqa.hub as registry
 from faceiqa.errors import ChecksumError, DownloadError, UnknownWeightsError, WeightsError, WeightsNotFoundError
-from faceiqa.weights import ScoreMapping
+from faceiqa.models.config import ScoreMapping
 
 from conftest import REPO
 
@@ -122,7 +122,7 @@ def env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("FACEIQA_HOME", str(home))
     monkeypatch.delenv("FACEIQA_OFFLINE", raising=False)
-    monkeypatch.setattr(registry, "_data_dirs", lambda: [tmp_path / "pretrained"])
+    monkeypatch.setattr(registry.manifest, "_data_dirs", lambda: [tmp_path / "pretrained"])
 
     def use(urls: list[str], **kw) -> Path:
         manifest = write_manifest(tmp_path / "manifest.json", urls, **kw)
@@ -238,7 +238,7 @@ def test_verification_is_cached_per_path_size_and_mtime(env, monkeypatch):
     path.write_bytes(PAYLOAD)
     calls = []
     real = registry.sha256_file
-    monkeypatch.setattr(registry, "sha256_file", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(registry.store, "sha256_file", lambda p: calls.append(p) or real(p))
     registry.resolve("tiny-test")
     registry.resolve("tiny-test")
     assert len(calls) == 1
@@ -379,7 +379,7 @@ DRIVE_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warn
 
 
 def test_google_drive_confirmation_page_is_followed(env, server, monkeypatch):
-    monkeypatch.setattr(registry, "_DRIVE_HOSTS", ("127.0.0.1",))
+    monkeypatch.setattr(registry.download, "_DRIVE_HOSTS", ("127.0.0.1",))
     server.html["/uc"] = DRIVE_PAGE.format(base=server.url)
     server.files["/download"] = PAYLOAD
     env([server.url + "/file/d/FILEID123/view?usp=sharing"])

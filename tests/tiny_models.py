@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from faceiqa.alignment import TEMPLATES, arcface_template
+from faceiqa.face.alignment import TEMPLATES, arcface_template
 from faceiqa.models import QualityScorer, ScoreMapping, register_architecture
 from faceiqa.models.checkpoints import load_hypernet_state
 from faceiqa.models.hypernet import HyperNet
 from faceiqa.models.resnet import ResNetBackbone
-from faceiqa.weights import sha256_file
+from faceiqa.hub.store import sha256_file
 
 TINY_SIZE = 64
 TINY_TEMPLATE = arcface_template(TINY_SIZE, scale=0.8, name="tiny-64")

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceiqa.recognition import _FORMAT, DlibResNet
+from faceiqa.models.dlib_resnet import _FORMAT, DlibResNet
 
 MANIFEST = "face_recognition_model-weights_manifest.json"
 _DTYPES = {"float32": np.dtype("<f4"), "uint8": np.dtype("u1")}

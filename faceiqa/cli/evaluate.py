@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from pathlib import Path
@@ -25,11 +26,14 @@ def _fail(exc: Exception) -> click.ClickException:
 
 
 def _evaluate_module():
-    """``faceiqa.evaluate``, or a one-line error when the evaluation extras are missing."""
+    """``faceiqa.evaluation`` (its runs loaded), or a one-line error when the evaluation extras are missing."""
     try:
-        from faceiqa import evaluate as ev
+        from faceiqa import evaluation as ev
+
+        for name in ("common", "metrics", "pairs", "edc_runs", "sensitivity", "mos", "degraded_set"):
+            importlib.import_module(f"faceiqa.evaluation.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name in ("scipy", "matplotlib"):
+        if exc.name in ("scipy", "matplotlib", "pandas"):
             raise click.ClickException(f"'faceiqa evaluate' needs {exc.name}: pip install 'faceiqa[eval]'") from None
         raise
     return ev
@@ -62,7 +66,7 @@ def _spread_sample(ev: Any, images_dir: Path, pairs_path: Path | None, limit: in
     """
     paths = ev.list_images(images_dir)
     if pairs_path:
-        from faceiqa.verification import read_pairs
+        from faceiqa.evaluation.verification import read_pairs
 
         wanted = {k for pair in ev.pair_image_keys(read_pairs(pairs_path)) for k in pair}
         paths = [p for p in paths if ev.image_key(p, images_dir) in wanted]
@@ -73,7 +77,7 @@ def _spread_sample(ev: Any, images_dir: Path, pairs_path: Path | None, limit: in
 
 
 def _parse_spec(spec: str | None) -> str | None:
-    from faceiqa.degrade import format_spec, parse_spec
+    from faceiqa.evaluation.degrade import format_spec, parse_spec
 
     if spec is None:
         return None
@@ -292,9 +296,9 @@ def edc_command(
     'faceiqa score'.
     """
     ev = _evaluate_module()
-    from faceiqa.baselines import BASELINES
-    from faceiqa.edc import plot_edc
-    from faceiqa.verification import read_pairs
+    from faceiqa.evaluation.baselines import BASELINES
+    from faceiqa.evaluation.edc import plot_edc
+    from faceiqa.evaluation.verification import read_pairs
 
     csvs = list(scores) + list(more_scores)
     names = [b.strip().lower() for b in baselines.split(",") if b.strip()]
@@ -406,7 +410,7 @@ def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_f
     Existing files are never overwritten; a folder made with other settings is refused.
     """
     ev = _evaluate_module()
-    from faceiqa.verification import read_pairs
+    from faceiqa.evaluation.verification import read_pairs
 
     spec = _parse_spec(degrade_spec)
     try:
@@ -453,7 +457,7 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
     model's template from the pristine photo; the degradations are applied to the crop.
     """
     ev = _evaluate_module()
-    from faceiqa.degrade import get_kind
+    from faceiqa.evaluation.degrade import get_kind
 
     kind_list = None
     if kinds:
@@ -496,7 +500,7 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
 def make_pairs_command(images_dir, out_path, people_from, folds, n_pairs, max_per_person, seed) -> None:
     """Draw verification pairs for 'evaluate edc' (more impostors than LFW's 300 per fold,
     so that FMR 1e-3 thresholds can be set)."""
-    from faceiqa.verification import make_pairs, read_pairs, write_pairs
+    from faceiqa.evaluation.verification import make_pairs, read_pairs, write_pairs
 
     if out_path.exists():
         raise click.UsageError(f"{out_path} already exists")
@@ -545,7 +549,7 @@ def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, de
     detection, alignment and the model; the scores of one face should fall as the factor grows.
     """
     ev = _evaluate_module()
-    from faceiqa.pipeline import FaceQualityAssessor
+    from faceiqa.api import FaceQualityAssessor
 
     fs = _parse_floats(factors, "--factors")
     try:

@@ -24,7 +24,7 @@ def export_cmd(onnx_path: str, weights: str, opset: int | None, overwrite: bool)
     The input normalisation and the score mapping are inside the graph; the crop size,
     template, extra input names and the mapping are also written to the file's metadata.
     """
-    from faceiqa.export import DEFAULT_OPSET, ExportError, export_onnx
+    from faceiqa.export.onnx import DEFAULT_OPSET, ExportError, export_onnx
 
     path = Path(onnx_path)
     if os.path.lexists(path) and not overwrite:

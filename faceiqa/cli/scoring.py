@@ -14,20 +14,12 @@ from typing import Any
 
 import click
 
-from faceiqa.decisions import Decision, Policy, decide, group_by_photo
 from faceiqa.errors import FaceIQAError, InvalidArgumentError, WeightsError
-from faceiqa.fileops import Transferer, TransferMode
-from faceiqa.io import expand_inputs, read_image
-from faceiqa.reports import (
-    REPORT_COLUMNS,
-    CsvReportWriter,
-    ReportRow,
-    Status,
-    face_thumbnail,
-    read_csv,
-    write_html,
-    write_json,
-)
+from faceiqa.images import expand_inputs, read_image
+from faceiqa.output.decisions import Decision, Policy, decide, group_by_photo
+from faceiqa.output.fileops import Transferer, TransferMode
+from faceiqa.output.html import face_thumbnail, write_html
+from faceiqa.output.reports import REPORT_COLUMNS, CsvReportWriter, ReportRow, Status, read_csv, write_json
 
 log = logging.getLogger("faceiqa.cli")
 
@@ -82,7 +74,7 @@ def _check_device_option(device: str | None) -> None:
     """Reject an unknown or unavailable --device before any work (exit code 2)."""
     if device is None:
         return
-    from faceiqa.pipeline import _check_device
+    from faceiqa.api import _check_device
 
     try:
         _check_device(device)
@@ -91,7 +83,7 @@ def _check_device_option(device: str | None) -> None:
 
 
 def _make_assessor(opts: dict[str, Any]) -> Any:
-    from faceiqa.pipeline import FaceQualityAssessor
+    from faceiqa.api import FaceQualityAssessor
 
     _check_device_option(opts["device"])
     try:

@@ -92,7 +92,7 @@ def train_face(images: str | None, pairs: str | None, val_folds: str | None, cac
 
       faceiqa train face --images lfw/images --pairs lfw/pairs.txt --workers 2 --cache runs/face.npz --out runs/face
     """
-    from faceiqa.train import FaceDataConfig, face_config_defaults, train_face_model
+    from faceiqa.training.face import FaceDataConfig, face_config_defaults, train_face_model
 
     file_cfg = _read_config(config_path)
     data = _merge(FaceDataConfig(), file_cfg.get("data", {}), "data")
@@ -128,7 +128,7 @@ def train_finetune(csv_path: str | None, weights: str | None, images_root: str |
     The result (best.pt, official layout, KonIQ raw scale 0..100) loads with
     --weights PATH anywhere in faceiqa.
     """
-    from faceiqa.train import FinetuneConfig, finetune_config_defaults, finetune_hyperiqa
+    from faceiqa.training.finetune import FinetuneConfig, finetune_config_defaults, finetune_hyperiqa
 
     file_cfg = _read_config(config_path)
     job = _merge(FinetuneConfig(), file_cfg.get("finetune", {}), "finetune")
@@ -158,7 +158,7 @@ def train_finetune(csv_path: str | None, weights: str | None, images_root: str |
 @click.option("--calibrate", is_flag=True, help="Map scores to the probability of being recognisable, fitted on the run's validation split.")
 def export_face(run_dir: str, dest: str, name: str, calibrate: bool) -> None:
     """Copy a face run's best weights to a file and print its manifest entry (JSON)."""
-    from faceiqa.train import export_face_model
+    from faceiqa.training.calibrate import export_face_model
 
     if Path(dest).exists():
         raise click.UsageError(f"{dest} already exists")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from faceiqa import weights as registry
+from faceiqa import hub as registry
 from faceiqa.errors import ChecksumError, FaceIQAError, WeightsNotFoundError
 
 

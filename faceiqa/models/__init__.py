@@ -1,292 +1,55 @@
-"""Quality networks and the scorer that runs them.
+"""Quality networks, their configuration and the scorer that runs them.
 
-:func:`load_scorer` is the entry point: it finds the weights (registry name or path),
-builds the network the registry entry names (``architecture``), loads the checkpoint
-strictly and wraps it in a :class:`QualityScorer` with the entry's input protocol and
-score mapping. Architectures register a builder and a loader with
-:func:`register_architecture`; ``hyperiqa-resnet50`` (the official HyperIQA) is built in.
+- :mod:`~faceiqa.models.config`: :class:`ModelConfig` (input protocol, score mapping), torch-free;
+- :mod:`~faceiqa.models.hypernet`, :mod:`~faceiqa.models.resnet`, :mod:`~faceiqa.models.dlib_resnet`,
+  :mod:`~faceiqa.models.face`: the networks;
+- :mod:`~faceiqa.models.checkpoints`: reading checkpoints (official / pyiqa layouts);
+- :mod:`~faceiqa.models.architectures`: network families by name;
+- :mod:`~faceiqa.models.scorer`: :class:`QualityScorer`, a network with its configuration;
+- :mod:`~faceiqa.models.loader`: :func:`load_scorer`, the entry point.
+
+The names below are imported on first use, so ``faceiqa.models.config`` can be used without torch.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import importlib
 
-import torch
-from torch import nn
+_LAZY = {
+    "ARCHITECTURES": "architectures",
+    "Architecture": "architectures",
+    "build_model": "architectures",
+    "hyperiqa_resnet50": "architectures",
+    "register_architecture": "architectures",
+    "FeatureTaps": "hypernet",
+    "HyperNet": "hypernet",
+    "LDABackbone": "hypernet",
+    "TargetNetParams": "hypernet",
+    "target_network": "hypernet",
+    "LAYOUTS": "checkpoints",
+    "OFFICIAL": "checkpoints",
+    "PYIQA": "checkpoints",
+    "detect_layout": "checkpoints",
+    "hypernet_state_dict": "checkpoints",
+    "load_hypernet_state": "checkpoints",
+    "read_checkpoint": "checkpoints",
+    "save_hypernet": "checkpoints",
+    "ResNetBackbone": "resnet",
+    "resnet50_backbone": "resnet",
+    "QualityScorer": "scorer",
+    "Scores": "scorer",
+    "crop_grid": "scorer",
+    "InputProtocol": "config",
+    "ModelConfig": "config",
+    "ScoreMapping": "config",
+    "ScoreSpec": "config",
+    "load_scorer": "loader",
+}
 
-from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
-from faceiqa.models.checkpoints import (
-    LAYOUTS,
-    OFFICIAL,
-    PYIQA,
-    detect_layout,
-    hypernet_state_dict,
-    load_hypernet_state,
-    read_checkpoint,
-    save_hypernet,
-)
-from faceiqa.models.hypernet import FeatureTaps, HyperNet, LDABackbone, TargetNetParams, target_network
-from faceiqa.models.resnet import ResNetBackbone, resnet50_backbone
-from faceiqa.models.scorer import QualityScorer, Scores, crop_grid
-from faceiqa.weights import (
-    InputProtocol,
-    ScoreMapping,
-    ScoreSpec,
-    WeightsSpec,
-    default_name,
-    get_spec,
-    load_manifest,
-    matching_specs,
-    resolve,
-)
-
-logger = logging.getLogger("faceiqa.models")
-
-__all__ = [
-    "ARCHITECTURES",
-    "Architecture",
-    "FeatureTaps",
-    "HyperNet",
-    "LDABackbone",
-    "LAYOUTS",
-    "OFFICIAL",
-    "PYIQA",
-    "QualityScorer",
-    "ResNetBackbone",
-    "ScoreMapping",
-    "Scores",
-    "TargetNetParams",
-    "build_model",
-    "crop_grid",
-    "detect_layout",
-    "hyperiqa_resnet50",
-    "hypernet_state_dict",
-    "load_hypernet_state",
-    "load_scorer",
-    "read_checkpoint",
-    "register_architecture",
-    "resnet50_backbone",
-    "save_hypernet",
-    "target_network",
-]
-
-#: KonIQ-10k protocol assumed for official-layout checkpoints that are not registered.
-_KONIQ_MAPPING = ScoreMapping.linear(0.0, 100.0)
+__all__ = sorted(_LAZY)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """How to make and fill one network family.
-
-    Attributes:
-        name: the manifest's ``architecture`` value.
-        build: ``build(options) -> nn.Module`` with random weights and no network access;
-            ``options`` is the manifest entry's ``options`` object.
-        load: ``load(model, path, layout) -> model``: load a checkpoint file strictly.
-    """
-
-    name: str
-    build: Callable[[Mapping[str, Any]], nn.Module]
-    load: Callable[[nn.Module, Path, str], nn.Module]
-
-
-ARCHITECTURES: dict[str, Architecture] = {}
-
-
-def register_architecture(
-    name: str,
-    build: Callable[[Mapping[str, Any]], nn.Module],
-    load: Callable[[nn.Module, Path, str], nn.Module],
-) -> None:
-    """Add (or replace) an architecture builder under ``name``."""
-    ARCHITECTURES[name] = Architecture(name, build, load)
-
-
-def build_model(architecture: str, options: Mapping[str, Any] | None = None) -> nn.Module:
-    """A randomly initialised network of a registered architecture.
-
-    Raises:
-        InvalidArgumentError: unknown architecture.
-    """
-    try:
-        arch = ARCHITECTURES[architecture]
-    except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise InvalidArgumentError(f"unknown architecture {architecture!r} (known: {known})") from None
-    return arch.build(dict(options or {}))
-
-
-def hyperiqa_resnet50(extra_target_inputs: int = 0, input_size: int = 224) -> HyperNet:
-    """Official HyperIQA: ResNet-50 backbone, HyperNet(16, 112, 224, 112, 56, 28, 14, 7).
-
-    Random weights; nothing is downloaded. ``extra_target_inputs`` > 0 adds inputs to the
-    target network (a faceiqa extension; the official checkpoint has none).
-    """
-    return HyperNet(resnet50_backbone(input_size), extra_target_inputs=extra_target_inputs)
-
-
-def _build_hyperiqa_resnet50(options: Mapping[str, Any]) -> nn.Module:
-    unknown = set(options) - {"extra_target_inputs", "input_size"}
-    if unknown:
-        raise InvalidArgumentError(f"hyperiqa-resnet50 does not take options {sorted(unknown)}")
-    return hyperiqa_resnet50(int(options.get("extra_target_inputs", 0)), int(options.get("input_size", 224)))
-
-
-def _load_hyperiqa(model: nn.Module, path: Path, layout: str) -> nn.Module:
-    return load_hypernet_state(model, path, layout=layout or "auto")
-
-
-register_architecture("hyperiqa-resnet50", _build_hyperiqa_resnet50, _load_hyperiqa)
-
-
-def _register_face_model() -> None:
-    from faceiqa.models import face
-
-    register_architecture("hyperiqa-dlib", face._build, face._load)
-
-
-_register_face_model()
-
-
-def load_scorer(
-    weights: str | Path = "default",
-    device: str | torch.device | None = None,
-    *,
-    batch_size: int = 32,
-    grid: int | None = None,
-    mapping: ScoreMapping | None = None,
-    download: bool = True,
-    progress: bool = True,
-) -> QualityScorer:
-    """Build a ready-to-use :class:`QualityScorer`.
-
-    Args:
-        weights: ``"default"`` (the manifest's default), a registry name, or a checkpoint
-            path. A path whose size and sha256 equal a registered file uses that entry;
-            any other path is loaded as a ResNet-50 HyperIQA checkpoint in the official or
-            pyiqa layout (detected from its keys), with the KonIQ protocol (224 px crops,
-            template ``hyperiqa-224``, raw 0..100 mapped linearly) for the official layout
-            and an identity mapping for the pyiqa layout (whose retrained weights output ~0..1).
-        device: torch device; default CUDA if available, else CPU.
-        batch_size: crops per forward pass.
-        grid: K of the whole-image K x K crop grid; default the entry's (5).
-        mapping: override the raw -> score mapping.
-        download: allow downloading registered weights on first use.
-        progress: progress bar on stderr while downloading.
-
-    Raises:
-        WeightsNotFoundError: ``"default"`` while no default is registered, or no file.
-        UnknownWeightsError, ChecksumError, DownloadError, CheckpointError: see
-            :func:`faceiqa.weights.resolve` and :func:`load_hypernet_state`.
-        InvalidArgumentError: the entry is not a quality model.
-    """
-    if isinstance(weights, str) and weights == "default":
-        name = default_name()
-        if name is None:
-            raise WeightsNotFoundError(
-                "no default quality model is registered yet; pass weights= a registry name "
-                "(e.g. 'hyperiqa-koniq', see `faceiqa weights list`) or a checkpoint path"
-            )
-        weights = name
-    path = resolve(weights, download=download, progress=progress)
-    if isinstance(weights, str) and weights in load_manifest().names():
-        specs = [get_spec(weights)]
-    else:
-        specs = matching_specs(path)
-    spec = next((s for s in specs if s.kind == "quality"), specs[0] if specs else None)
-    if spec is not None:
-        return _scorer_from_spec(spec, path, device, batch_size, grid, mapping)
-    return _scorer_from_file(path, device, batch_size, grid, mapping)
-
-
-def _scorer_from_spec(
-    spec: WeightsSpec,
-    path: Path,
-    device: str | torch.device | None,
-    batch_size: int,
-    grid: int | None,
-    mapping: ScoreMapping | None,
-) -> QualityScorer:
-    if spec.kind != "quality" or spec.input is None or spec.score is None:
-        raise InvalidArgumentError(f"weights {spec.name!r} are a {spec.kind} model, not a quality model")
-    if spec.architecture not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise InvalidArgumentError(f"weights {spec.name!r} need architecture {spec.architecture!r} (known: {known})")
-    arch = ARCHITECTURES[spec.architecture]
-    model = arch.load(arch.build(dict(spec.options)), path, spec.layout)
-    return _scorer(model, spec.name, spec.input, spec.score, device, batch_size, grid, mapping)
-
-
-def _scorer(
-    model: torch.nn.Module,
-    name: str,
-    protocol: InputProtocol,
-    score: ScoreSpec,
-    device: str | torch.device | None,
-    batch_size: int,
-    grid: int | None,
-    mapping: ScoreMapping | None,
-    extra_names: Sequence[str] | None = None,
-) -> QualityScorer:
-    """A scorer for ``model`` with an input protocol and score description from the registry."""
-    return QualityScorer(
-        model,
-        name=name,
-        input_size=protocol.size,
-        template=protocol.template,
-        raw_name=score.raw_name,
-        raw_range=score.raw_range,
-        mapping=mapping or score.mapping,
-        normalize=protocol.normalize,
-        grid=grid or protocol.grid,
-        device=device,
-        batch_size=batch_size,
-        extra_names=protocol.extra if extra_names is None else extra_names,
-    )
-
-
-def _scorer_from_file(
-    path: Path,
-    device: str | torch.device | None,
-    batch_size: int,
-    grid: int | None,
-    mapping: ScoreMapping | None,
-) -> QualityScorer:
-    state = read_checkpoint(path)
-    from faceiqa.models import face
-
-    if face.is_face_head(state):
-        extra_inputs = int(state["fc1w_extra_fc.weight"].shape[0]) // face.FACE_HEAD["target_fc_sizes"][0] if "fc1w_extra_fc.weight" in state else 0
-        model = face.load_face_model(face.face_hypernet(extra_target_inputs=extra_inputs), state, source=path.name)
-        protocol = InputProtocol.from_dict(face.FACE_INPUT)
-        logger.info("%s: unregistered face-model head; using the face protocol", path.name)
-        return _scorer(
-            model, path.stem, protocol, ScoreSpec.from_dict(face.FACE_SCORE), device, batch_size, grid, mapping,
-            extra_names=protocol.extra[:extra_inputs],
-        )
-    layout = detect_layout(state)
-    extra = 0
-    w_extra = state.get("fc1w_extra_fc.weight")
-    if w_extra is not None:
-        extra = int(w_extra.shape[0]) // 112
-    model = load_hypernet_state(hyperiqa_resnet50(extra), state, source=path.name)
-    default_mapping = _KONIQ_MAPPING if layout == OFFICIAL else ScoreMapping.identity()
-    logger.info(
-        "%s: unregistered %s checkpoint; assuming the %s score mapping", path.name, layout, default_mapping.kind
-    )
-    return QualityScorer(
-        model,
-        name=path.stem,
-        input_size=224,
-        template="hyperiqa-224",
-        raw_name="raw",
-        raw_range=(0.0, 100.0) if layout == OFFICIAL else (0.0, 1.0),
-        mapping=mapping or default_mapping,
-        grid=grid or 5,
-        device=device,
-        batch_size=batch_size,
-    )
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"faceiqa.models.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'faceiqa.models' has no attribute {name!r}")

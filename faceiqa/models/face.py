@@ -28,8 +28,8 @@ import torch
 
 from faceiqa.errors import CheckpointError, InvalidArgumentError
 from faceiqa.models.checkpoints import read_checkpoint
+from faceiqa.models.dlib_resnet import CHIP_SIZE, DlibResNet, load_dlib_resnet
 from faceiqa.models.hypernet import FeatureTaps, HyperNet, LDABackbone
-from faceiqa.recognition import CHIP_SIZE, DlibResNet, load_dlib_resnet
 
 #: Keys of the frozen backbone inside the model's state dict (not stored in head files).
 BACKBONE_PREFIX = "res.net."

@@ -64,8 +64,8 @@ from PIL import Image
 from torch import nn
 
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.models.config import ScoreMapping
 from faceiqa.models.hypernet import HyperNet, target_network
-from faceiqa.weights import ScoreMapping
 
 logger = logging.getLogger("faceiqa.models.scorer")
 

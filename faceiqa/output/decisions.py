@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.reports import ReportRow, Status
+from faceiqa.output.reports import ReportRow, Status
 
 
 class Policy(str, Enum):

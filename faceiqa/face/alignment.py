@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.io import check_rgb
+from faceiqa.images import check_rgb
 
 # The widely used 5-point template for 112x112 face recognition crops (ArcFace), in pixels.
 _ARCFACE_112 = np.array(

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.io import check_rgb
+from faceiqa.images import check_rgb
 
 if TYPE_CHECKING:
     import torch

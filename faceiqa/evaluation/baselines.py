@@ -27,10 +27,10 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from faceiqa.alignment import eye_distance as _eye_distance
-from faceiqa.degrade import seed_for
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.io import check_rgb
+from faceiqa.evaluation.degrade import seed_for
+from faceiqa.face.alignment import eye_distance as _eye_distance
+from faceiqa.images import check_rgb
 
 MID_GREY = 128.0
 

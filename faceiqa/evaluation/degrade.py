@@ -70,9 +70,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from faceiqa.alignment import TEMPLATES, AlignmentTemplate, get_template
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.io import check_rgb
+from faceiqa.face.alignment import TEMPLATES, AlignmentTemplate, get_template
+from faceiqa.images import check_rgb
 
 log = logging.getLogger("faceiqa.degrade")
 

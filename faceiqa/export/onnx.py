@@ -42,9 +42,9 @@ from torch import nn
 from faceiqa import __version__
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.models import QualityScorer, load_scorer
+from faceiqa.models.config import ScoreMapping
 from faceiqa.models.hypernet import LDAPool
 from faceiqa.models.scorer import _NORMALIZATIONS
-from faceiqa.weights import ScoreMapping
 
 log = logging.getLogger("faceiqa.export")
 

@@ -34,16 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceiqa.alignment import DLIB_150, align_face
-from faceiqa.degrade import compose, format_spec, list_kinds, seed_for
-from faceiqa.detection import DetectedFace, FaceDetector
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
-from faceiqa.io import read_image
-from faceiqa.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
+from faceiqa.evaluation.degrade import compose, format_spec, list_kinds, seed_for
+from faceiqa.evaluation.verification import read_pairs
+from faceiqa.face.alignment import DLIB_150, align_face
+from faceiqa.face.detection import DetectedFace, FaceDetector
+from faceiqa.images import read_image
+from faceiqa.models.dlib_resnet import DlibResNet, normalize_chips
 from faceiqa.models.face import DLIB_TAPS, detail_maps
-from faceiqa.pipeline import log2_resolution
-from faceiqa.recognition import DlibResNet, normalize_chips
-from faceiqa.verification import read_pairs
+from faceiqa.models.features import log2_resolution
+from faceiqa.training.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ _WORKER: dict[str, object] = {}
 
 
 def _init_worker(device: str, threads: int) -> None:
-    from faceiqa.recognition import load_dlib_resnet
+    from faceiqa.models.dlib_resnet import load_dlib_resnet
 
     torch.set_num_threads(threads)
     _WORKER["net"] = load_dlib_resnet(device=device)
@@ -458,7 +458,7 @@ def build_face_trainset(
                     progress(done, len(jobs))
     else:
         if net is None or detector is None:
-            from faceiqa.recognition import load_dlib_resnet
+            from faceiqa.models.dlib_resnet import load_dlib_resnet
 
             net = net if net is not None else load_dlib_resnet(device=device)
             detector = detector if detector is not None else FaceDetector(device=device)

@@ -14,21 +14,19 @@ Nothing here prints; problems with single images in a batch are reported in the 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from faceiqa.alignment import AlignmentTemplate, align_face, get_template
-from faceiqa.decisions import Decision, Policy, check_policy, check_threshold, decide, group_by_photo
-from faceiqa.detection import (
+from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
+from faceiqa.face.alignment import AlignmentTemplate, align_face, get_template
+from faceiqa.face.detection import (
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_PROB,
     SMALL_FACE_EYE_DISTANCE,
@@ -36,34 +34,16 @@ from faceiqa.detection import (
     FaceDetector,
     torch_threads,
 )
-from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.io import DEFAULT_MAX_PIXELS, expand_inputs, to_rgb
+from faceiqa.images import DEFAULT_MAX_PIXELS, expand_inputs, to_rgb
 from faceiqa.models import QualityScorer, Scores, load_scorer
-from faceiqa.reports import ReportRow, Status, error_row, no_face_row
+from faceiqa.models.features import FACE_FEATURES
+from faceiqa.output.decisions import Decision, Policy, check_policy, check_threshold, decide, group_by_photo
+from faceiqa.output.reports import ReportRow, Status, error_row, no_face_row
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-def log2_resolution(eye_distance: float, template: AlignmentTemplate) -> float:
-    """log2 of how much of the crop's resolution real pixels back, in [-4, 0].
-
-    The face's inter-eye distance in original-image pixels over the template's: 0 when the
-    face is at least as large as the crop (it was shrunk or kept), -1 when it was enlarged
-    twice, ... clipped at -4 (16 times).
-    """
-    ratio = eye_distance / template.eye_distance if eye_distance > 0 else 0.0
-    return math.log2(min(max(ratio, 1.0 / 16.0), 1.0))
-
-
-#: Per-face values a model may take besides the crop, by the name its registry entry uses
-#: (``input.extra``); each is a function of the inter-eye distance in original pixels and
-#: the alignment template.
-FACE_FEATURES: dict[str, Callable[[float, AlignmentTemplate], float]] = {
-    "log2_resolution": log2_resolution,
-}
-
 
 @dataclass(frozen=True, eq=False)
 class FaceQuality:
