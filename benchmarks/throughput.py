@@ -294,7 +294,7 @@ def main() -> int:
                 scorer.configure(precision=kw.pop("precision"), channels_last=False, compile=kw.pop("compile", False))
                 return FaceQualityAssessor(scorer=scorer, batch_size=args.batch_size, **kw)
 
-            print(f"\n=== {label}: {scorer.input_size} px crops, template {scorer.template}, batch size {args.batch_size}")
+            print(f"\n=== {label}: {scorer.config.size} px crops, template {scorer.config.template}, batch size {args.batch_size}")
             for split_threads in [] if "split" in skip else sorted({torch.get_num_threads(), 1}, reverse=True):
                 print(f"stage split (ms per photo; each stage alone in one thread, torch threads {split_threads}, fp32):")
                 print(f"  {'photos':18s} {'faces/photo':>11s} {'decode':>7s} {'detect':>7s} {'align':>7s} {'score':>7s} {'total':>7s}  ms/face(score) others")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from faceiqa import _compat  # noqa: E402
 from faceiqa.errors import (  # noqa: E402
     CheckpointError,
     ChecksumError,
@@ -22,8 +23,6 @@ from faceiqa.errors import (  # noqa: E402
     WeightsError,
     WeightsNotFoundError,
 )
-
-from faceiqa import _compat  # noqa: E402
 
 _compat.install()  # old flat module paths (faceiqa.pipeline, faceiqa.io, ...) for one release
 

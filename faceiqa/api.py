@@ -18,12 +18,13 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from faceiqa._util import check_int, one_line, pick_device
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
 from faceiqa.face.alignment import AlignmentTemplate, align_face, get_template
 from faceiqa.face.detection import (
@@ -37,101 +38,13 @@ from faceiqa.face.detection import (
 from faceiqa.images import DEFAULT_MAX_PIXELS, expand_inputs, to_rgb
 from faceiqa.models import QualityScorer, Scores, load_scorer
 from faceiqa.models.features import FACE_FEATURES
-from faceiqa.output.decisions import Decision, Policy, check_policy, check_threshold, decide, group_by_photo
-from faceiqa.output.reports import ReportRow, Status, error_row, no_face_row
+from faceiqa.output.decisions import Decision, Policy, check_policy, check_threshold, decide
+from faceiqa.results import FaceQuality, FilterResult, ImageAssessment
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-@dataclass(frozen=True, eq=False)
-class FaceQuality:
-    """The quality of one detected face.
-
-    Attributes:
-        index: 0-based face index in its photo (largest box first).
-        box: (x1, y1, x2, y2) in original-image pixels.
-        landmarks: (5, 2) float32 landmarks in original-image pixels (MTCNN order).
-        det_prob: detector probability in [0, 1].
-        eye_distance: inter-eye distance in original-image pixels.
-        score: quality in [0, 1], higher is better.
-        raw_score: the model's native output (scale in the weights registry).
-        flags: ``("small_face",)`` when the face is too small to judge reliably.
-    """
-
-    index: int
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray
-    det_prob: float
-    eye_distance: float
-    score: float
-    raw_score: float
-    flags: tuple[str, ...] = ()
-
-    @property
-    def status(self) -> Status:
-        return Status.SMALL_FACE if "small_face" in self.flags else Status.OK
-
-
-@dataclass(frozen=True)
-class ImageAssessment:
-    """Everything found in one input image.
-
-    Attributes:
-        source: the path as given, or ``<image N>`` for in-memory inputs.
-        faces: the faces, largest first (empty when none was found or on error).
-        error: a one-line reason when the image could not be processed, else empty.
-    """
-
-    source: str
-    faces: tuple[FaceQuality, ...] = ()
-    error: str = ""
-
-    @property
-    def status(self) -> Status:
-        if self.error:
-            return Status.ERROR
-        return Status.OK if self.faces else Status.NO_FACE
-
-    def rows(self) -> list[ReportRow]:
-        """Report rows (see :mod:`faceiqa.reports`): one per face, or one for none / error."""
-        if self.error:
-            return [error_row(self.source, self.error)]
-        if not self.faces:
-            return [no_face_row(self.source)]
-        return [
-            ReportRow(
-                path=self.source,
-                face=f.index,
-                score=f.score,
-                raw_score=f.raw_score,
-                det_prob=f.det_prob,
-                x1=f.box[0],
-                y1=f.box[1],
-                x2=f.box[2],
-                y2=f.box[3],
-                eye_distance=f.eye_distance,
-                status=f.status,
-            )
-            for f in self.faces
-        ]
-
-
-@dataclass(frozen=True)
-class FilterResult:
-    """Outcome of :meth:`FaceQualityAssessor.filter`.
-
-    Attributes:
-        passed: decisions of the photos that meet the threshold, in input order.
-        failed: decisions of the others (low score, no face, error), in input order.
-        rows: the full report rows, in input order.
-    """
-
-    passed: list[Decision] = field(default_factory=list)
-    failed: list[Decision] = field(default_factory=list)
-    rows: list[ReportRow] = field(default_factory=list)
-
 
 @dataclass
 class _Pending:
@@ -140,27 +53,6 @@ class _Pending:
     crops: list[np.ndarray]
     error: str = ""
     scores: Scores | None = None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _check_device(device: str | torch.device | None) -> torch.device | None:
-    """A usable torch device (or None for the default), else InvalidArgumentError."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InvalidArgumentError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidArgumentError(f"device {device!r}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InvalidArgumentError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 def _as_path_list(paths: Any) -> list[Any]:
@@ -259,20 +151,15 @@ class FaceQualityAssessor:
         channels_last: bool | None = None,
         compile: bool | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(read_workers, bool) or not isinstance(read_workers, int) or read_workers < 0:
-            raise InvalidArgumentError(f"read_workers must be an integer >= 0, got {read_workers!r}")
-        if isinstance(detect_workers, bool) or not isinstance(detect_workers, int) or detect_workers < 0:
-            raise InvalidArgumentError(f"detect_workers must be an integer >= 0, got {detect_workers!r}")
-        if score_threads is not None and (
-            isinstance(score_threads, bool) or not isinstance(score_threads, int) or score_threads < 1
-        ):
-            raise InvalidArgumentError(f"score_threads must be None or an integer >= 1, got {score_threads!r}")
+        check_int(batch_size, "batch_size", 1)
+        check_int(read_workers, "read_workers", 0)
+        check_int(detect_workers, "detect_workers", 0)
+        if score_threads is not None:
+            check_int(score_threads, "score_threads", 1)
         if not isinstance(small_face, (int, float)) or not small_face >= 0:
             raise InvalidArgumentError(f"small_face must be a number >= 0, got {small_face!r}")
         if scorer is None:
-            device = _check_device(device)
+            device = pick_device(device)
         self.scorer = scorer if scorer is not None else load_scorer(weights, device, batch_size=batch_size)
         if precision is not None or channels_last is not None or compile is not None:
             self.scorer.configure(precision=precision, channels_last=channels_last, compile=compile)
@@ -287,11 +174,11 @@ class FaceQualityAssessor:
                 mtcnn_threads=mtcnn_threads,
             )
         )
-        self.template: AlignmentTemplate = get_template(self.scorer.template)
-        if self.template.size != self.scorer.input_size:
+        self.template: AlignmentTemplate = get_template(self.scorer.config.template)
+        if self.template.size != self.scorer.config.size:
             raise InvalidArgumentError(
                 f"{self.scorer.name}: template {self.template.name} makes {self.template.size} px crops, "
-                f"the model wants {self.scorer.input_size} px"
+                f"the model wants {self.scorer.config.size} px"
             )
         self.batch_size = batch_size
         self.small_face = float(small_face)
@@ -300,7 +187,7 @@ class FaceQualityAssessor:
         self.read_workers = int(read_workers)
         self.detect_workers = int(detect_workers)
         self.score_threads = score_threads if self.scorer.device.type == "cpu" else None
-        self._extra_names: tuple[str, ...] = tuple(getattr(self.scorer, "extra_names", ()))
+        self._extra_names: tuple[str, ...] = tuple(self.scorer.config.extra)
         unknown = [n for n in self._extra_names if n not in FACE_FEATURES]
         if unknown or len(self._extra_names) != self.scorer.extra_inputs:
             raise InvalidArgumentError(
@@ -330,7 +217,7 @@ class FaceQualityAssessor:
 
         For pipelines that detect and align faces themselves (use :meth:`align` or
         ``faceiqa.alignment.align_face`` with ``self.template``). Models that also take the
-        face size (``scorer.extra_names``) need each face's ``eye_distance`` in
+        face size (``scorer.config.extra``) need each face's ``eye_distance`` in
         original-image pixels.
         """
         extra = None
@@ -382,10 +269,10 @@ class FaceQualityAssessor:
         try:
             return source, to_rgb(image, max_pixels=self.max_pixels), ""
         except (ImageReadError, InvalidArgumentError) as exc:
-            return source, None, _one_line(exc)
+            return source, None, one_line(exc, limit=10_000)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
             log.debug("reading %s failed", source, exc_info=True)
-            return source, None, f"cannot read image: {type(exc).__name__}: {_one_line(exc)}"
+            return source, None, f"cannot read image: {type(exc).__name__}: {one_line(exc, limit=10_000)}"
 
     def _prepare(self, source: str, rgb: np.ndarray | None, error: str) -> _Pending:
         if rgb is None:
@@ -394,10 +281,10 @@ class FaceQualityAssessor:
             faces = self.detector.detect(rgb)
             return _Pending(source, faces, self.align(rgb, faces))
         except FaceIQAError as exc:
-            return _Pending(source, [], [], _one_line(exc))
+            return _Pending(source, [], [], one_line(exc, limit=10_000))
         except Exception as exc:  # noqa: BLE001 - one odd image must not stop a batch
             log.debug("detection failed on %s", source, exc_info=True)
-            return _Pending(source, [], [], f"detection failed: {type(exc).__name__}: {_one_line(exc)}")
+            return _Pending(source, [], [], f"detection failed: {type(exc).__name__}: {one_line(exc, limit=10_000)}")
 
     def _prepare_read(self, read: tuple[str, np.ndarray | None, str]) -> _Pending:
         return self._prepare(*read)
@@ -462,6 +349,19 @@ class FaceQualityAssessor:
         files = expand_inputs(_as_path_list(paths), recursive=recursive, include_hidden=include_hidden)
         return self.assess_many(files)
 
+    def decisions(
+        self, images: Iterable[Any], min_score: float, policy: Policy | str = Policy.BEST
+    ) -> Iterator[tuple[ImageAssessment, Decision]]:
+        """:meth:`assess_many` with each photo's filter decision, streaming, in input order.
+
+        Raises:
+            InvalidArgumentError: bad threshold or policy (before any image is processed).
+        """
+        threshold = check_threshold(min_score)
+        policy = check_policy(policy)
+        for assessment in self.assess_many(images):
+            yield assessment, decide(assessment, threshold, policy)
+
     def filter(
         self, paths: Iterable[str | os.PathLike[str]], min_score: float, policy: Policy | str = Policy.BEST
     ) -> FilterResult:
@@ -478,11 +378,9 @@ class FaceQualityAssessor:
         """
         threshold = check_threshold(min_score)
         policy = check_policy(policy)
+        files = expand_inputs(_as_path_list(paths))
         result = FilterResult()
-        for assessment in self.assess_paths(paths):
-            rows = assessment.rows()
-            result.rows.extend(rows)
-            for group in group_by_photo(rows):
-                d = decide(group, threshold, policy)
-                (result.passed if d.passed else result.failed).append(d)
+        for assessment, d in self.decisions(files, threshold, policy):
+            result.rows.extend(assessment.rows())
+            (result.passed if d.passed else result.failed).append(d)
         return result

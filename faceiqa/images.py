@@ -30,6 +30,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faceiqa._util import check_int
 from faceiqa.errors import ImageReadError, InvalidArgumentError
 
 log = logging.getLogger("faceiqa.io")
@@ -217,8 +218,7 @@ def read_image(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidArgumentError(f"path must be a str or path-like, got {type(path).__name__}")
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise InvalidArgumentError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    check_int(max_pixels, "max_pixels", 1)
     p = Path(path)
     _check_file(p)
     im = _open_and_decode(p, max_pixels)

@@ -6,8 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from faceiqa.face.alignment import HYPERIQA_224, AlignmentTemplate, align_face, arcface_template, eye_distance, get_template, similarity_transform, transform_points
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.face.alignment import (
+    HYPERIQA_224,
+    AlignmentTemplate,
+    align_face,
+    arcface_template,
+    eye_distance,
+    get_template,
+    similarity_transform,
+    transform_points,
+)
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from faceiqa.errors import InvalidArgumentError
 from faceiqa.evaluation import baselines as B
 from faceiqa.evaluation.degrade import degrade
-from faceiqa.errors import InvalidArgumentError
 
 
 @dataclass

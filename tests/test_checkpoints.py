@@ -6,6 +6,7 @@ import zipfile
 
 import pytest
 import torch
+from test_hypernet import OFFICIAL_HEAD, official_resnet_keys, tiny_random_hypernet
 
 from faceiqa.errors import CheckpointError, WeightsNotFoundError
 from faceiqa.models import hyperiqa_resnet50
@@ -20,9 +21,6 @@ from faceiqa.models.checkpoints import (
     read_checkpoint,
     save_hypernet,
 )
-
-from test_hypernet import OFFICIAL_HEAD, official_resnet_keys, tiny_random_hypernet
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

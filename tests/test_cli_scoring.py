@@ -25,13 +25,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
-from faceiqa.cli import main
-from faceiqa.output.reports import REPORT_COLUMNS
-
 from imagefiles import running_as_root, write_png_with_declared_size
 from test_pipeline import ScriptedDetector, picture, save_png
 from tiny_models import install_tiny_model
+
+from faceiqa.cli import main
+from faceiqa.output.reports import REPORT_COLUMNS
 
 # --------------------------------------------------------------------------- the photo folder
 

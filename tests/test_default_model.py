@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from faceiqa.models import load_scorer
-from faceiqa.api import FaceQualityAssessor
-from faceiqa.output.reports import Status, read_csv
-from faceiqa.hub.store import get_spec, resolve, verify
-
 from conftest import REPO, TEST_DATA
+
+from faceiqa.api import FaceQualityAssessor
+from faceiqa.hub.store import get_spec, resolve, verify
+from faceiqa.models import load_scorer
+from faceiqa.output.reports import Status, read_csv
 
 EXAMPLES = REPO / "examples" / "photos"
 
@@ -43,7 +42,7 @@ def test_default_model_is_bundled_verified_and_offline(monkeypatch):
     assert path.parent == REPO / "pretrained" and verify("faceiqa-face") == path
     scorer = load_scorer(device="cpu")
     assert scorer.name == spec.name == "faceiqa-face"
-    assert scorer.input_size == 150 and scorer.extra_names == ("log2_resolution",)
+    assert scorer.config.size == 150 and scorer.config.extra == ("log2_resolution",)
 
 
 def test_golden_example_scores(results):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceiqa.evaluation import edc as E
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.evaluation import edc as E
 
 
 def _hand_made(n_gen=100, n_bad=10, n_imp=1000, seed=0):

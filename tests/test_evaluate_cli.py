@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 import faceiqa.evaluation as ev
+from faceiqa.cli import main
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.evaluation.baselines import sharpness
-from faceiqa.cli import main
 from faceiqa.evaluation.metrics import agreement
 
 # ---------------------------------------------------------------------------------------
@@ -473,7 +474,7 @@ class _Scores:
 
 
 class StubScorer:
-    template = "hyperiqa-224"
+    config = SimpleNamespace(template="hyperiqa-224")
 
     def score_crops(self, crops, extra=None):
         assert crops.shape[1:] == (224, 224, 3) and extra is None

@@ -14,18 +14,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_hypernet, tiny_random_scorer
 
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.models import QualityScorer, ScoreMapping
-
-from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_hypernet, tiny_random_scorer
+from faceiqa.models.config import ModelConfig
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from faceiqa.cli import main  # noqa: E402
 from faceiqa.export.onnx import ExportError, export_onnx
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,10 +60,7 @@ def _face_scorer() -> QualityScorer:
         model.res.net.load_state_dict(load_dlib_resnet().state_dict())
     except Exception:  # noqa: BLE001 - a random backbone checks the graph just as well
         pass
-    return QualityScorer(
-        model, name="face-random-head", input_size=150, template="dlib-150", normalize="dlib",
-        mapping=ScoreMapping.logistic(0.5, 0.15), device="cpu", extra_names=("log2_resolution",),
-    )
+    return QualityScorer(model, ModelConfig(name="face-random-head", size=150, template="dlib-150", normalize="dlib", mapping=ScoreMapping.logistic(0.5, 0.15), extra=("log2_resolution",)), device="cpu")
 
 
 def _props(path) -> dict[str, str]:
@@ -108,7 +104,7 @@ def test_tiny_hyperiqa_onnx_matches_pytorch(tmp_path, mapping):
 
 def test_tiny_hyperiqa_with_extra_input_and_unchanged_scorer(tmp_path):
     torch.manual_seed(0)
-    scorer = QualityScorer(tiny_random_hypernet(extra=2), name="tiny-extra", input_size=TINY_SIZE, template="tiny-64", device="cpu")
+    scorer = QualityScorer(tiny_random_hypernet(extra=2), ModelConfig(name="tiny-extra", size=TINY_SIZE, template="tiny-64"), device="cpu")
     crops = _crops(3, TINY_SIZE, seed=4)
     extra = np.array([[0.1, -1.0], [0.5, 0.0], [-0.3, 2.0]])
     before = scorer.score_crops(crops, extra=extra).raw
@@ -153,8 +149,7 @@ def test_full_resnet50_hyperiqa_onnx_matches_pytorch(tmp_path):
     from faceiqa.models import hyperiqa_resnet50
 
     torch.manual_seed(0)
-    scorer = QualityScorer(hyperiqa_resnet50(), name="r50-random", input_size=224, template="hyperiqa-224",
-                           mapping=ScoreMapping.linear(0, 100), device="cpu")
+    scorer = QualityScorer(hyperiqa_resnet50(), ModelConfig(name="r50-random", size=224, template="hyperiqa-224", mapping=ScoreMapping.linear(0, 100)), device="cpu")
     path = export_onnx(scorer, tmp_path / "r50.onnx")
     crops = _crops(2, 224, seed=5)
     ref = scorer.score_crops(crops)

@@ -16,23 +16,20 @@ What is promised and checked here:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny_models import TINY_SIZE, tiny_random_scorer
 
+from faceiqa.api import FaceQualityAssessor
+from faceiqa.errors import InvalidArgumentError
 from faceiqa.face.alignment import align_face, get_template
 from faceiqa.face.detection import FaceDetector, torch_threads
-from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.images import read_image
 from faceiqa.models import QualityScorer, ScoreMapping
 from faceiqa.models import scorer as scorer_module
-from faceiqa.api import FaceQualityAssessor
-
-from tiny_models import TINY_SIZE, tiny_random_scorer
-
+from faceiqa.models.config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -327,8 +324,7 @@ def test_bf16_scores_within_0_01_of_fp32_resnet50_random_weights(lfw_dir):
     from faceiqa.models import hyperiqa_resnet50
 
     torch.manual_seed(0)
-    scorer = QualityScorer(hyperiqa_resnet50(), name="r50-random", input_size=224, template="hyperiqa-224",
-                           mapping=ScoreMapping.linear(0, 100), device="cpu", batch_size=8)
+    scorer = QualityScorer(hyperiqa_resnet50(), ModelConfig(name="r50-random", size=224, template="hyperiqa-224", mapping=ScoreMapping.linear(0, 100)), device="cpu", batch_size=8)
     detector = FaceDetector(device="cpu")
     template = get_template("hyperiqa-224")
     crops = []
@@ -352,9 +348,9 @@ def test_cli_precision_and_worker_options(tmp_path, monkeypatch, lfw_dir):
     import shutil
 
     from click.testing import CliRunner
+    from tiny_models import install_tiny_model
 
     from faceiqa.cli import main
-    from tiny_models import install_tiny_model
 
     install_tiny_model(tmp_path / "models", monkeypatch)
     folder = tmp_path / "photos"

@@ -12,7 +12,6 @@ from faceiqa.errors import InvalidArgumentError
 from faceiqa.models import HyperNet, ResNetBackbone, hyperiqa_resnet50
 from faceiqa.models.hypernet import FeatureTaps, LDABackbone, LDAPool, TargetNetParams, target_network
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -10,12 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFile
-
-import faceiqa.images as fio
-from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_rgb, expand_inputs, list_images, read_image, to_rgb
-
 from imagefiles import (
     DISPLAY_H,
     DISPLAY_W,
@@ -26,6 +20,11 @@ from imagefiles import (
     write_bad_files,
     write_good_images,
 )
+from PIL import Image, ImageFile
+
+import faceiqa.images as fio
+from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
+from faceiqa.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_rgb, expand_inputs, list_images, read_image, to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -362,9 +361,9 @@ def test_orientation_helper_matches_exif_meaning():
 
 
 def test_check_rgb_names_what_is_wrong_and_is_shared_by_every_stage():
-    from faceiqa.face.alignment import align_face, get_template
     from faceiqa.evaluation.baselines import sharpness
     from faceiqa.evaluation.degrade import degrade
+    from faceiqa.face.alignment import align_face, get_template
 
     ok = np.zeros((10, 12, 3), np.uint8)
     assert check_rgb(ok) is ok

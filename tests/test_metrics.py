@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from faceiqa.evaluation import metrics as M
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.evaluation import metrics as M
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from faceiqa.output.decisions import Policy
-from faceiqa.face.detection import DetectedFace, FaceDetector
-from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.api import FaceQualityAssessor, FilterResult, ImageAssessment
-from faceiqa.output.reports import Status
-
 from imagefiles import write_bad_files
+from PIL import Image
 from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_scorer
+
+from faceiqa.api import FaceQualityAssessor, FilterResult, ImageAssessment
+from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
+from faceiqa.face.detection import DetectedFace, FaceDetector
+from faceiqa.output.decisions import Policy
+from faceiqa.output.reports import Status
 
 # --------------------------------------------------------------------------- helpers
 
@@ -131,7 +130,7 @@ def test_tiny_random_assess_returns_faces_largest_first_with_all_fields(scorer):
         assert 0.0 <= f.det_prob <= 1.0
         assert 0.0 <= f.score <= 1.0 and np.isfinite(f.raw_score)
         # score is the registry mapping of raw_score
-        assert f.score == pytest.approx(float(a.scorer.mapping(np.array([f.raw_score]))[0]), abs=1e-12)
+        assert f.score == pytest.approx(float(a.scorer.config.mapping(np.array([f.raw_score]))[0]), abs=1e-12)
     assert [f.flags for f in faces] == [(), (), ("small_face",)]
     assert [f.status for f in faces] == [Status.OK, Status.OK, Status.SMALL_FACE]
     # the threshold is an option: at 40 px the 36 px face is small too

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 from click.testing import CliRunner
+from conftest import REPO
 
 import faceiqa
 from faceiqa.cli import main
-
-from conftest import REPO
 
 
 def _readme_setup_lines() -> list[str]:

@@ -9,15 +9,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, TEST_DATA
 from PIL import Image
 
-from faceiqa.face.alignment import DLIB_150, get_template
 from faceiqa.errors import CheckpointError, InvalidArgumentError
-from faceiqa.models.dlib_resnet import _FORMAT, SAME_PERSON_THRESHOLD, DlibResNet, dequantize, load_dlib_resnet, load_state_dict, normalize_chips
-from faceiqa.face.recognition import FaceRecognizer
 from faceiqa.evaluation.verification import best_threshold, read_pairs, verification_accuracy
-
-from conftest import REPO, TEST_DATA
+from faceiqa.face.alignment import DLIB_150, get_template
+from faceiqa.face.recognition import FaceRecognizer
+from faceiqa.models.dlib_resnet import (
+    _FORMAT,
+    SAME_PERSON_THRESHOLD,
+    DlibResNet,
+    dequantize,
+    load_dlib_resnet,
+    load_state_dict,
+    normalize_chips,
+)
 
 CHIPS = TEST_DATA / "recognizer"
 GOLDEN = CHIPS / "golden_face_api.json"

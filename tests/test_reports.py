@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.output.reports import REPORT_COLUMNS, CsvReportWriter, ReportRow, Status, error_row, no_face_row, read_csv, write_csv, write_json
 from faceiqa.output.html import face_thumbnail, render_html, write_html
+from faceiqa.output.reports import (
+    REPORT_COLUMNS,
+    CsvReportWriter,
+    ReportRow,
+    Status,
+    error_row,
+    no_face_row,
+    read_csv,
+    write_csv,
+    write_json,
+)
 
 
 def _rows() -> list[ReportRow]:

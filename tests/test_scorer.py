@@ -7,17 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
-from faceiqa.models import QualityScorer, ScoreMapping, Scores, crop_grid, hyperiqa_resnet50, load_scorer
-from faceiqa.models.checkpoints import OFFICIAL, PYIQA, save_hypernet
-from faceiqa.models.scorer import IMAGENET_MEAN, IMAGENET_STD
-from faceiqa.hub.store import sha256_file
-
 from conftest import REPO
+from PIL import Image
 from test_hypernet import tiny_random_hypernet
 
+from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
+from faceiqa.hub.store import sha256_file
+from faceiqa.models import QualityScorer, ScoreMapping, Scores, crop_grid, hyperiqa_resnet50, load_scorer
+from faceiqa.models.checkpoints import OFFICIAL, PYIQA, save_hypernet
+from faceiqa.models.config import ModelConfig
+from faceiqa.models.scorer import IMAGENET_MEAN, IMAGENET_STD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,17 +25,10 @@ SIZE = 64
 
 
 def tiny_random_scorer(extra: int = 0, **kw) -> QualityScorer:
-    kw.setdefault("mapping", ScoreMapping.logistic(0.0, 0.5))
-    return QualityScorer(
-        tiny_random_hypernet(extra=extra, seed=3),
-        name="tiny-random",
-        input_size=SIZE,
-        template="hyperiqa-224",
-        raw_name="raw",
-        raw_range=(-1.0, 1.0),
-        device="cpu",
-        **kw,
-    )
+    cfg = {k: kw.pop(k) for k in ("grid", "normalize", "extra") if k in kw}
+    config = ModelConfig(name="tiny-random", size=SIZE, template="hyperiqa-224", raw_name="raw", raw_range=(-1.0, 1.0),
+                         mapping=kw.pop("mapping", ScoreMapping.logistic(0.0, 0.5)), **cfg)
+    return QualityScorer(tiny_random_hypernet(extra=extra, seed=3), config, device="cpu", **kw)
 
 
 def images(n: int, h: int = SIZE, w: int = SIZE, seed: int = 0) -> np.ndarray:
@@ -71,9 +63,7 @@ def test_tiny_random_batch_of_one_vs_batch_of_n():
 
 def test_full_size_resnet50_is_deterministic_and_batch_independent():
     torch.manual_seed(0)
-    scorer = QualityScorer(
-        hyperiqa_resnet50(), name="r50-random", input_size=224, template="hyperiqa-224", device="cpu", batch_size=2
-    )
+    scorer = QualityScorer(hyperiqa_resnet50(), ModelConfig(name="r50-random", size=224, template="hyperiqa-224"), device="cpu", batch_size=2)
     x = images(2, 224, 224, seed=2)
     first = scorer.score_crops(x)
     second = scorer.score_crops(x)
@@ -108,7 +98,7 @@ def test_tiny_random_normalisation_is_imagenet():
             seen.append(x.clone())
             return x.mean(dim=(1, 2, 3))
 
-    scorer = QualityScorer(Probe(), name="probe", input_size=8, template="t", device="cpu")
+    scorer = QualityScorer(Probe(), ModelConfig(name="probe", size=8, template="t"), device="cpu")
     scorer.score_crops(np.full((8, 8, 3), 255, dtype=np.uint8))
     expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(seen[0][0, :, 0, 0], expected)
@@ -208,13 +198,13 @@ def test_tiny_random_extra_inputs_are_required_and_used():
 
 def test_properties():
     scorer = tiny_random_scorer()
-    assert (scorer.name, scorer.input_size, scorer.template, scorer.raw_name) == (
+    assert (scorer.name, scorer.config.size, scorer.config.template, scorer.config.raw_name) == (
         "tiny-random",
         64,
         "hyperiqa-224",
         "raw",
     )
-    assert scorer.raw_range == (-1.0, 1.0) and scorer.device == torch.device("cpu") and scorer.grid == 5
+    assert scorer.config.raw_range == (-1.0, 1.0) and scorer.device == torch.device("cpu") and scorer.config.grid == 5
 
 
 def test_score_mapping_kinds_and_clipping():
@@ -259,14 +249,14 @@ def test_full_size_load_scorer_by_name_default_and_path(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEIQA_HOME", str(home))
     monkeypatch.setenv("FACEIQA_MANIFEST", str(_manifest_for(tmp_path, ckpt)))
     by_default = load_scorer(device="cpu")
-    assert by_default.name == "hyperiqa-test" and by_default.input_size == 224
-    assert by_default.template == "hyperiqa-224" and by_default.raw_name == "koniq_mos_zscore"
-    assert by_default.mapping == ScoreMapping.linear(-10, 10)
+    assert by_default.name == "hyperiqa-test" and by_default.config.size == 224
+    assert by_default.config.template == "hyperiqa-224" and by_default.config.raw_name == "koniq_mos_zscore"
+    assert by_default.config.mapping == ScoreMapping.linear(-10, 10)
     # A path to the same bytes is recognised as the registered entry (size + sha256).
     assert load_scorer(ckpt, device="cpu").name == "hyperiqa-test"
     # An unregistered pyiqa-layout file: layout detected, identity mapping.
     py = save_hypernet(source, tmp_path / "mine.pth", PYIQA)
     adhoc = load_scorer(str(py), device="cpu")
-    assert adhoc.name == "mine" and adhoc.mapping == ScoreMapping.identity()
+    assert adhoc.name == "mine" and adhoc.config.mapping == ScoreMapping.identity()
     x = images(1, 224, 224, seed=14)
     np.testing.assert_array_equal(adhoc.score_crops(x).raw, by_default.score_crops(x).raw)

@@ -12,15 +12,14 @@ from click.testing import CliRunner
 
 from faceiqa.cli import main
 from faceiqa.errors import CheckpointError, InvalidArgumentError
-from faceiqa.training.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
 from faceiqa.models.checkpoints import OFFICIAL, read_checkpoint, save_hypernet
 from faceiqa.models.face import BACKBONE_PREFIX, CachedStages, face_hypernet, head_state_dict, load_head
+from faceiqa.training.calibrate import export_face_model
 from faceiqa.training.face import FaceDataConfig, train_face_model
 from faceiqa.training.finetune import FinetuneConfig, finetune_hyperiqa
+from faceiqa.training.labels import UtilityCalibration, blend, calibrate_utility, perceptual_scores
 from faceiqa.training.loop import TrainConfig, parameter_groups
-from faceiqa.training.calibrate import export_face_model
 from faceiqa.training.trainset import FaceTrainSet, sample_plans
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,15 +13,16 @@ from pathlib import Path
 import torch
 
 from faceiqa.face.alignment import TEMPLATES, arcface_template
+from faceiqa.hub.store import sha256_file
 from faceiqa.models import QualityScorer, ScoreMapping, register_architecture
 from faceiqa.models.checkpoints import load_hypernet_state
+from faceiqa.models.config import ModelConfig
 from faceiqa.models.hypernet import HyperNet
 from faceiqa.models.resnet import ResNetBackbone
-from faceiqa.hub.store import sha256_file
 
 TINY_SIZE = 64
 TINY_TEMPLATE = arcface_template(TINY_SIZE, scale=0.8, name="tiny-64")
-TEMPLATES[TINY_TEMPLATE.name] = TINY_TEMPLATE
+TEMPLATES.register(TINY_TEMPLATE.name, TINY_TEMPLATE)
 
 
 def tiny_random_hypernet(seed: int = 0, extra: int = 0) -> HyperNet:
@@ -34,11 +35,10 @@ def tiny_random_hypernet(seed: int = 0, extra: int = 0) -> HyperNet:
 
 
 def tiny_random_scorer(seed: int = 0, **kw) -> QualityScorer:
-    kw.setdefault("mapping", ScoreMapping.logistic(0.0, 0.05))
-    return QualityScorer(
-        tiny_random_hypernet(seed), name="tiny-random", input_size=TINY_SIZE, template=TINY_TEMPLATE.name,
-        raw_range=(-1.0, 1.0), device="cpu", **kw,
-    )
+    """A scorer on :func:`tiny_random_hypernet`; ``kw`` are ModelConfig fields or runtime options."""
+    config = ModelConfig(name="tiny-random", size=TINY_SIZE, template=TINY_TEMPLATE.name, raw_range=(-1.0, 1.0),
+                         mapping=kw.pop("mapping", ScoreMapping.logistic(0.0, 0.05)), grid=kw.pop("grid", 5))
+    return QualityScorer(tiny_random_hypernet(seed), config, device="cpu", **kw)
 
 
 register_architecture(

@@ -8,20 +8,22 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from faceiqa.errors import FaceIQAError, InvalidArgumentError, WeightsError
 from faceiqa.images import expand_inputs, read_image
-from faceiqa.output.decisions import Decision, Policy, decide, group_by_photo
+from faceiqa.output.decisions import Policy
 from faceiqa.output.fileops import Transferer, TransferMode
 from faceiqa.output.html import face_thumbnail, write_html
 from faceiqa.output.reports import REPORT_COLUMNS, CsvReportWriter, ReportRow, Status, read_csv, write_json
 
 log = logging.getLogger("faceiqa.cli")
+
+T = TypeVar("T")
 
 _PAST = {"copy": "copied", "move": "moved", "link": "linked"}
 
@@ -74,10 +76,10 @@ def _check_device_option(device: str | None) -> None:
     """Reject an unknown or unavailable --device before any work (exit code 2)."""
     if device is None:
         return
-    from faceiqa.api import _check_device
+    from faceiqa._util import pick_device
 
     try:
-        _check_device(device)
+        pick_device(device)
     except InvalidArgumentError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
 
@@ -177,21 +179,24 @@ def _check_out(out: Path, dry_run: bool) -> None:
         ) from None
 
 
-def _run(assessor: Any, files: list[Path], quiet: bool) -> Iterator[ReportRow]:
-    """Assess files with a progress bar; yields report rows in input order."""
+def _progress(items: Iterable[T], total: int, quiet: bool) -> Iterator[T]:
+    """``items`` (one per image) with a progress bar on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(files), unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-    try:
-        for assessment in assessor.assess_many(files):
+    with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        for item in items:
             bar.update(1)
-            yield from assessment.rows()
-    finally:
-        bar.close()
+            yield item
+
+
+def _run(assessor: Any, files: list[Path], quiet: bool) -> Iterator[ReportRow]:
+    """Assess files with a progress bar; yields report rows in input order."""
+    for assessment in _progress(assessor.assess_many(files), len(files), quiet):
+        yield from assessment.rows()
 
 
 def _summary(rows: list[ReportRow], quiet: bool) -> None:
-    images = len(group_by_photo(rows))
+    images = len({r.path for r in rows})
     faces = sum(r.has_score for r in rows)
     errors = sum(r.status is Status.ERROR for r in rows)
     noface = sum(r.status is Status.NO_FACE for r in rows)
@@ -341,14 +346,15 @@ def filter_cmd(
     transferer = Transferer(out, mode, dry_run=dry_run) if out is not None else None
     rows: list[ReportRow] = []
     writer = _open_csv(report_file, "--report") if report_file is not None else None
-    n_pass = n_done = 0
+    n_images = n_pass = n_done = 0
     failures: list[str] = []
     try:
-        current: list[ReportRow] = []
-
-        def settle(group: list[ReportRow]) -> None:
-            nonlocal n_pass, n_done
-            d: Decision = decide(group, min_score, policy)
+        for assessment, d in _progress(assessor.decisions(files, min_score, policy), len(files), opts["quiet"]):
+            n_images += 1
+            for row in assessment.rows():
+                rows.append(row)
+                if writer is not None:
+                    writer.write(row)
             line = f"{'PASS' if d.passed else 'FAIL'}\t{d.path}\t{d.reason}"
             if d.passed:
                 n_pass += 1
@@ -364,23 +370,11 @@ def filter_cmd(
                         failures.append(f"{d.path}: {t.error}")
                         line += f"\t{verb} FAILED: {t.error}"
             click.echo(line)
-
-        for row in _run(assessor, files, opts["quiet"]):
-            rows.append(row)
-            if writer is not None:
-                writer.write(row)
-            if current and current[0].path != row.path:
-                settle(current)
-                current = []
-            current.append(row)
-        if current:
-            settle(current)
     finally:
         if writer is not None:
             writer.close()
     _write_reports(rows, json_file, html_file, min_score)
     if not opts["quiet"]:
-        n_images = len(group_by_photo(rows))
         msg = f"faceiqa: {n_pass} of {n_images} photos pass --min {min_score:g} (policy {policy})"
         if transferer is not None and not dry_run:
             msg += f"; {n_done} {_PAST[mode]} to {out}"

@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from faceiqa._util import Registry
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.evaluation.degrade import seed_for
 from faceiqa.face.alignment import eye_distance as _eye_distance
@@ -96,7 +97,7 @@ class Baseline:
     description: str
 
 
-BASELINES: dict[str, Baseline] = {
+BASELINES: Registry[Baseline] = Registry("baseline", {
     b.name: b
     for b in (
         Baseline("detprob", "detection", detection_probability, 0.0, "MTCNN detection probability"),
@@ -105,15 +106,12 @@ BASELINES: dict[str, Baseline] = {
         Baseline("eye_distance", "detection", eye_distance, 0.0, "inter-eye distance in original pixels"),
         Baseline("random", "key", random_score, None, "seeded uniform random score"),
     )
-}
+})
 
 
 def get_baseline(name: str) -> Baseline:
     """Look up a baseline by name."""
-    try:
-        return BASELINES[name.strip().lower()]
-    except KeyError:
-        raise InvalidArgumentError(f"unknown baseline {name!r} (known: {', '.join(BASELINES)})") from None
+    return BASELINES[name.strip().lower()]
 
 
 def compute_baselines(

@@ -63,7 +63,7 @@ class ScoresLike(Protocol):
 
 
 class QualityScorerLike(Protocol):
-    template: Any
+    config: Any  # .template: the alignment template name
 
     def score_crops(self, crops: np.ndarray) -> ScoresLike: ...
 

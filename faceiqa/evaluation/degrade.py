@@ -70,6 +70,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from faceiqa._util import Registry, check_int
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.face.alignment import TEMPLATES, AlignmentTemplate, get_template
 from faceiqa.images import check_rgb
@@ -365,7 +366,7 @@ def occlude(
 # ---------------------------------------------------------------------------------------
 # registry
 
-KINDS: dict[str, Degradation] = {
+KINDS: Registry[Degradation] = Registry("degradation kind", {
     d.name: d
     for d in (
         Degradation("blur", "Gaussian blur", "sigma / IED", (0.02, 0.04, 0.06, 0.09, 0.13), True, _gaussian_blur),
@@ -422,7 +423,7 @@ KINDS: dict[str, Degradation] = {
             _occlusion,
         ),
     )
-}
+})
 
 ALIASES: dict[str, str] = {
     "gaussian_blur": "blur",
@@ -449,22 +450,19 @@ def get_kind(kind: str) -> Degradation:
         raise InvalidArgumentError(f"degradation kind must be a string, got {type(kind).__name__}")
     name = kind.strip().lower().replace("-", "_")
     name = ALIASES.get(name, name)
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise InvalidArgumentError(f"unknown degradation kind {kind!r} (known: {', '.join(KINDS)})") from None
+    if name not in KINDS:
+        raise KINDS.unknown(kind)
+    return KINDS[name]
 
 
 def _check_level(level: int, allow_zero: bool) -> int:
     low = 0 if allow_zero else 1
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not (low <= int(level) <= 5):
-        raise InvalidArgumentError(f"severity level must be an integer {low}..5, got {level!r}")
+    check_int(level, "severity level", low, 5)
     return int(level)
 
 
 def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int(seed, "seed", 0)
     return int(seed)
 
 

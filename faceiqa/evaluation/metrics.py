@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 from scipy import optimize, stats
 
+from faceiqa._util import check_int
 from faceiqa.errors import InvalidArgumentError
 
 log = logging.getLogger("faceiqa.metrics")
@@ -59,6 +60,16 @@ def srcc(x, y) -> float:
     if _constant(x) or _constant(y):
         return float("nan")
     return float(stats.spearmanr(x, y).statistic)
+
+
+def monitor_correlations(x, y) -> tuple[float, float]:
+    """(SRCC, PLCC) for monitoring a training run: NaN instead of an error where undefined
+    (fewer than two items, a constant or non-finite input)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.size < 2 or x.shape != y.shape or _constant(x) or _constant(y) or not np.all(np.isfinite(x) & np.isfinite(y)):
+        return float("nan"), float("nan")
+    return float(stats.spearmanr(x, y).statistic), float(np.corrcoef(x, y)[0, 1])
 
 
 def krcc(x, y) -> float:
@@ -212,12 +223,10 @@ class AgreementResult:
 
 
 def _check_bootstrap(n_bootstrap: int, confidence: float, seed: int) -> None:
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
-        raise InvalidArgumentError(f"bootstrap resamples must be a non-negative integer, got {n_bootstrap!r}")
+    check_int(n_bootstrap, "n_bootstrap", 0)
     if not (0.0 < confidence < 1.0):
         raise InvalidArgumentError(f"confidence must be in (0, 1), got {confidence}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int(seed, "seed", 0)
 
 
 def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from faceiqa._util import box_iou
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
 from faceiqa.evaluation import degrade as _degrade
 from faceiqa.evaluation.common import DetectorLike, QualityScorerLike, image_key, read_rgb
@@ -156,7 +157,7 @@ def monotonicity_of_scorer(
         len(extra_names) != scorer.extra_inputs or any(n not in FACE_FEATURES for n in extra_names)
     ):
         raise FaceIQAError(f"this quality model takes extra inputs {list(extra_names)} that faceiqa cannot compute")
-    tpl = scorer.template if not isinstance(scorer.template, str) else get_template(scorer.template)
+    tpl = scorer.config.template if not isinstance(scorer.config.template, str) else get_template(scorer.config.template)
     crops, keys, eye = [], [], []
     skipped = 0
     for path in image_paths:
@@ -219,13 +220,6 @@ class ResolutionRanking:
     step_order: tuple[float, ...] = ()
 
 
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
-
-
 def resolution_ranking(
     image_paths: Sequence[str | os.PathLike],
     assessor,
@@ -268,11 +262,11 @@ def resolution_ranking(
                 small = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
             sx, sy = small.shape[1] / w, small.shape[0] / h
             expected = ((face.box[0] + 0.5) * sx - 0.5, (face.box[1] + 0.5) * sy - 0.5, (face.box[2] + 0.5) * sx - 0.5, (face.box[3] + 0.5) * sy - 0.5)
-            found = [c for c in assessor.detector.detect(small) if _box_iou(c.box, expected) >= 0.3]
+            found = [c for c in assessor.detector.detect(small) if box_iou(c.box, expected) >= 0.3]
             if not found:
                 row.append(-np.inf)
                 continue
-            best = max(found, key=lambda c: _box_iou(c.box, expected))
+            best = max(found, key=lambda c: box_iou(c.box, expected))
             crop = assessor.align(small, [best])
             row.append(float(assessor.score_crops(crop, eye_distance=[best.eye_distance]).score[0]))
         lost += int(any(np.isinf(v) for v in row))

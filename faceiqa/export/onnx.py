@@ -40,11 +40,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceiqa import __version__
+from faceiqa._util import atomic_path, check_int, one_line
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.models import QualityScorer, load_scorer
 from faceiqa.models.config import ScoreMapping
 from faceiqa.models.hypernet import LDAPool
-from faceiqa.models.scorer import _NORMALIZATIONS
+from faceiqa.models.scorer import NORMALIZATIONS
 
 log = logging.getLogger("faceiqa.export")
 
@@ -71,12 +72,12 @@ class ScoringGraph(nn.Module):
 
     def __init__(self, scorer: QualityScorer) -> None:
         super().__init__()
-        mean, std = _NORMALIZATIONS[scorer._normalize]
+        mean, std = NORMALIZATIONS[scorer.config.normalize]
         self.net = scorer.model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.extra_inputs = scorer.extra_inputs
-        self.mapping = scorer.mapping
+        self.mapping = scorer.config.mapping
 
     def _score(self, raw: torch.Tensor) -> torch.Tensor:
         m = self.mapping
@@ -128,30 +129,58 @@ def _exportable(model: nn.Module) -> Iterator[None]:
 
 def metadata(scorer: QualityScorer, opset: int) -> dict[str, str]:
     """The ``metadata_props`` written into the ONNX file (all values are strings)."""
-    mean, std = _NORMALIZATIONS[scorer._normalize]
-    size = scorer.input_size
-    inputs = [f"crops: float32 [N, 3, {size}, {size}], RGB in [0, 1] (uint8 / 255), aligned with template {scorer.template}"]
+    mean, std = NORMALIZATIONS[scorer.config.normalize]
+    size = scorer.config.size
+    inputs = [f"crops: float32 [N, 3, {size}, {size}], RGB in [0, 1] (uint8 / 255), aligned with template {scorer.config.template}"]
     if scorer.extra_inputs:
-        names = ", ".join(scorer.extra_names) or f"{scorer.extra_inputs} value(s)"
+        names = ", ".join(scorer.config.extra) or f"{scorer.extra_inputs} value(s)"
         inputs.append(f"extra: float32 [N, {scorer.extra_inputs}] per-face values ({names})")
     return {
         "faceiqa.format": "1",
         "faceiqa.version": __version__,
         "model_name": scorer.name,
         "input_size": str(size),
-        "template": scorer.template,
-        "normalize": scorer._normalize,
+        "template": scorer.config.template,
+        "normalize": scorer.config.normalize,
         "normalize_note": f"inside the graph: (crops - {list(mean)}) / {list(std)}",
-        "extra_names": json.dumps(list(scorer.extra_names)),
+        "extra_names": json.dumps(list(scorer.config.extra)),
         "inputs": "; ".join(inputs),
-        "outputs": f"raw: float32 [N] ({scorer.raw_name}); score: float32 [N] in [0, 1], higher is better",
-        "raw_name": scorer.raw_name,
-        "raw_range": json.dumps(list(scorer.raw_range)),
-        "score_mapping": json.dumps(scorer.mapping.to_dict()),
-        "score_formula": _mapping_formula(scorer.mapping),
+        "outputs": f"raw: float32 [N] ({scorer.config.raw_name}); score: float32 [N] in [0, 1], higher is better",
+        "raw_name": scorer.config.raw_name,
+        "raw_range": json.dumps(list(scorer.config.raw_range)),
+        "score_mapping": json.dumps(scorer.config.mapping.to_dict()),
+        "score_formula": _mapping_formula(scorer.config.mapping),
         "opset": str(opset),
         "protocol": "one pass per aligned crop; faceiqa's flip option averages raw over the crop and its mirror",
     }
+
+
+def _write_onnx(scorer: QualityScorer, graph: nn.Module, args: tuple[Any, ...], tmp: Path, input_names: list[str],
+                dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
+    import onnx
+
+    with torch.no_grad(), warnings.catch_warnings(), _exportable(graph):
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            graph,
+            args,
+            str(tmp),
+            input_names=input_names,
+            output_names=["raw", "score"],
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load(str(tmp))
+    for key, value in metadata(scorer, opset).items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    model.producer_name = "faceiqa"
+    model.producer_version = __version__
+    model.doc_string = f"faceiqa quality model {scorer.name}: aligned crops -> raw, score"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
 
 
 def export_onnx(
@@ -176,12 +205,10 @@ def export_onnx(
         ExportError: the ``onnx`` package is missing or the export failed.
         WeightsError: the weights cannot be loaded.
     """
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InvalidArgumentError(f"opset must be an integer in {MIN_OPSET}..{MAX_OPSET}, got {opset!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InvalidArgumentError(f"batch must be a positive integer, got {batch!r}")
+    check_int(opset, "opset", MIN_OPSET, MAX_OPSET)
+    check_int(batch, "batch", 1)
     try:
-        import onnx
+        import onnx  # noqa: F401 - checked here, used by _write_onnx
     except ImportError:
         raise ExportError("ONNX export needs the onnx package: pip install 'faceiqa[onnx]'") from None
     if not isinstance(scorer, QualityScorer):
@@ -190,7 +217,7 @@ def export_onnx(
         raise InvalidArgumentError("export a scorer that runs on the CPU (load it with device='cpu')")
     path = Path(path)
     graph = ScoringGraph(scorer).eval()
-    size = scorer.input_size
+    size = scorer.config.size
     crops = torch.rand(batch, 3, size, size)
     args: tuple[Any, ...] = (crops,)
     input_names = ["crops"]
@@ -199,38 +226,13 @@ def export_onnx(
         args = (crops, torch.zeros(batch, scorer.extra_inputs))
         input_names.append("extra")
         dynamic_axes["extra"] = {0: "N"}
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with torch.no_grad(), warnings.catch_warnings(), _exportable(graph):
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(
-                graph,
-                args,
-                str(tmp),
-                input_names=input_names,
-                output_names=["raw", "score"],
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        model = onnx.load(str(tmp))
-        for key, value in metadata(scorer, opset).items():
-            prop = model.metadata_props.add()
-            prop.key, prop.value = key, value
-        model.producer_name = "faceiqa"
-        model.producer_version = __version__
-        model.doc_string = f"faceiqa quality model {scorer.name}: aligned crops -> raw, score"
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            _write_onnx(scorer, graph, args, tmp, input_names, dynamic_axes, opset)
     except FaceIQAError:
         raise
     except Exception as exc:
-        raise ExportError(f"ONNX export of {scorer.name} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        raise ExportError(f"ONNX export of {scorer.name} failed: {type(exc).__name__}: {one_line(exc, 200)}") from exc
     log.info("exported %s to %s (opset %d)", scorer.name, path, opset)
     return path
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from faceiqa._util import Registry
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.images import check_rgb
 
@@ -120,16 +121,12 @@ def dlib_chip_template(size: int = 150, padding: float = 0.25, name: str | None 
 # Chip of dlib's face recognition ResNet (faceiqa.recognition): 150 px, padding 0.25.
 DLIB_150 = dlib_chip_template(150, 0.25, name="dlib-150")
 
-TEMPLATES: dict[str, AlignmentTemplate] = {HYPERIQA_224.name: HYPERIQA_224, DLIB_150.name: DLIB_150}
+TEMPLATES: Registry[AlignmentTemplate] = Registry("alignment template", {t.name: t for t in (HYPERIQA_224, DLIB_150)})
 
 
 def get_template(name: str) -> AlignmentTemplate:
     """Look up a registered template by name."""
-    try:
-        return TEMPLATES[name]
-    except KeyError:
-        known = ", ".join(sorted(TEMPLATES))
-        raise InvalidArgumentError(f"unknown alignment template {name!r} (known: {known})") from None
+    return TEMPLATES[name]
 
 
 def _as_landmarks(landmarks: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceiqa._util import check_int, pick_device
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.images import check_rgb
 
@@ -308,11 +309,9 @@ class FaceDetector:
         fast: bool = True,
         mtcnn_threads: int | None = None,
     ) -> None:
-        import torch
         from facenet_pytorch import MTCNN
 
-        if isinstance(min_face_size, bool) or not isinstance(min_face_size, int) or min_face_size < 12:
-            raise InvalidArgumentError(f"min_face_size must be an int >= 12, got {min_face_size!r}")
+        check_int(min_face_size, "min_face_size", 12)
         try:
             th = tuple(float(t) for t in thresholds)
         except (TypeError, ValueError):
@@ -321,18 +320,11 @@ class FaceDetector:
             raise InvalidArgumentError(f"thresholds must be 3 numbers in (0, 1), got {thresholds!r}")
         if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0.0 <= min_prob <= 1.0:
             raise InvalidArgumentError(f"min_prob must be a number in [0, 1], got {min_prob!r}")
-        if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 32):
-            raise InvalidArgumentError(f"max_side must be None or an int >= 32, got {max_side!r}")
-        if mtcnn_threads is not None and (
-            isinstance(mtcnn_threads, bool) or not isinstance(mtcnn_threads, int) or mtcnn_threads < 1
-        ):
-            raise InvalidArgumentError(f"mtcnn_threads must be None or an int >= 1, got {mtcnn_threads!r}")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise InvalidArgumentError(f"bad device {device!r}: {e}") from None
+        if max_side is not None:
+            check_int(max_side, "max_side", 32)
+        if mtcnn_threads is not None:
+            check_int(mtcnn_threads, "mtcnn_threads", 1)
+        dev = pick_device(device)
 
         self.device = dev
         self.min_face_size = min_face_size
@@ -435,8 +427,7 @@ class FaceDetector:
         """
         if isinstance(images, np.ndarray):
             raise InvalidArgumentError("images must be a sequence of images; use detect() for one image")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int(batch_size, "batch_size", 1)
         checked = [_check_rgb(img, i) for i, img in enumerate(images)]
         prepared = [self._prepare(img) for img in checked]
         results: list[list[DetectedFace]] = [[] for _ in prepared]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceiqa._util import check_int, pick_device
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.face.alignment import align_face, get_template
 from faceiqa.models.dlib_resnet import (
@@ -54,14 +55,8 @@ class FaceRecognizer:
         device: str | torch.device | None = None,
         batch_size: int = 32,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InvalidArgumentError(f"bad device {device!r}: {exc}") from None
+        check_int(batch_size, "batch_size", 1)
+        self.device = pick_device(device)
         self.model = load_dlib_resnet(weights, self.device)
         self.batch_size = batch_size
         self.template = get_template(TEMPLATE_NAME)

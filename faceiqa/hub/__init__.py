@@ -4,6 +4,7 @@ imports) and downloads. Torch-free.
 
 from __future__ import annotations
 
+from faceiqa.hub.download import download_weights, partial_files, staging_path  # noqa: F401
 from faceiqa.hub.manifest import (  # noqa: F401
     ENV_HOME,
     ENV_MANIFEST,
@@ -29,11 +30,6 @@ from faceiqa.hub.store import (  # noqa: F401
     verify,
     weights_home,
 )
-from faceiqa.hub.download import (  # noqa: F401
-    download_weights,
-    drive_confirm_url,
-    drive_direct_url,
-)
 
 __all__ = [
     "ENV_HOME",
@@ -45,8 +41,7 @@ __all__ = [
     "default_name",
     "describe",
     "download_weights",
-    "drive_confirm_url",
-    "drive_direct_url",
+    "partial_files",
     "find_local",
     "get_spec",
     "import_weights",
@@ -58,6 +53,7 @@ __all__ = [
     "pretrained_dirs",
     "resolve",
     "sha256_file",
+    "staging_path",
     "verify",
     "weights_home",
 ]

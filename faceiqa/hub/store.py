@@ -1,4 +1,4 @@
-"""The weights registry: which weights exist, where their files are, and getting them.
+"""The local store of weights: where registered files are, their checksums, imports, lookup.
 
 The manifest (``pretrained/manifest.json``, schema in docs/ARCHITECTURE.md) lists every set
 of weights with its file name, size, sha256, download URLs and the protocol of the model
@@ -8,10 +8,9 @@ that uses it. A file is looked up in this order:
 2. ``$FACEIQA_HOME`` (default ``~/.cache/faceiqa``), directly in that folder;
 3. the ``pretrained/`` folder: beside the package in a source or editable checkout, or
    ``<prefix>/share/faceiqa/pretrained`` for a wheel install;
-4. a download into ``$FACEIQA_HOME`` on first use, unless ``FACEIQA_OFFLINE=1``: each URL in
-   turn, with a progress bar on stderr, resumable (a ``.part`` file and HTTP ``Range``),
-   sha256-verified and atomically renamed into place. Google Drive links are followed
-   through Drive's "can't scan this file for viruses" confirmation page.
+4. a download into ``$FACEIQA_HOME`` on first use, unless ``FACEIQA_OFFLINE=1``
+   (:mod:`faceiqa.hub.download`: each URL in turn, resumable, sha256-verified, atomically
+   renamed into place; Google Drive links included).
 
 Registered files found on disk are verified (size and sha256) before use; the result is
 remembered per (path, size, modification time) for the life of the process. Nothing here

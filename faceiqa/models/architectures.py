@@ -14,18 +14,29 @@ from typing import Any
 
 from torch import nn
 
+from faceiqa._util import Registry
 from faceiqa.errors import InvalidArgumentError
 from faceiqa.models.checkpoints import (
+    OFFICIAL,
+    PYIQA,
     load_hypernet_state,
 )
-from faceiqa.models.config import ScoreMapping
+from faceiqa.models.config import ModelConfig, ScoreMapping
 from faceiqa.models.hypernet import HyperNet
 from faceiqa.models.resnet import resnet50_backbone
 
 logger = logging.getLogger("faceiqa.models")
 
-#: KonIQ-10k protocol assumed for official-layout checkpoints that are not registered.
-_KONIQ_MAPPING = ScoreMapping.linear(0.0, 100.0)
+#: The protocol assumed for unregistered ResNet-50 HyperIQA checkpoints, by layout: the
+#: official layout is KonIQ-10k's (224 px crops, raw MOS 0..100 mapped linearly); pyiqa's
+#: retrained weights output about 0..1, kept as the score.
+UNREGISTERED_HYPERIQA: dict[str, ModelConfig] = {
+    OFFICIAL: ModelConfig(
+        "hyperiqa", 224, "hyperiqa-224", raw_range=(0.0, 100.0), mapping=ScoreMapping.linear(0.0, 100.0),
+        architecture="hyperiqa-resnet50", layout=OFFICIAL,
+    ),
+    PYIQA: ModelConfig("hyperiqa", 224, "hyperiqa-224", architecture="hyperiqa-resnet50", layout=PYIQA),
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class Architecture:
     load: Callable[[nn.Module, Path, str], nn.Module]
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
+ARCHITECTURES: Registry[Architecture] = Registry("architecture")
 
 
 def register_architecture(
@@ -53,7 +64,7 @@ def register_architecture(
     load: Callable[[nn.Module, Path, str], nn.Module],
 ) -> None:
     """Add (or replace) an architecture builder under ``name``."""
-    ARCHITECTURES[name] = Architecture(name, build, load)
+    ARCHITECTURES.register(name, Architecture(name, build, load))
 
 
 def build_model(architecture: str, options: Mapping[str, Any] | None = None) -> nn.Module:
@@ -62,12 +73,7 @@ def build_model(architecture: str, options: Mapping[str, Any] | None = None) -> 
     Raises:
         InvalidArgumentError: unknown architecture.
     """
-    try:
-        arch = ARCHITECTURES[architecture]
-    except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise InvalidArgumentError(f"unknown architecture {architecture!r} (known: {known})") from None
-    return arch.build(dict(options or {}))
+    return ARCHITECTURES[architecture].build(dict(options or {}))
 
 
 def hyperiqa_resnet50(extra_target_inputs: int = 0, input_size: int = 224) -> HyperNet:

@@ -6,22 +6,23 @@ pretrained configs). This module does not import torch.
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceiqa.errors import (
-    InvalidArgumentError,
-)
+from faceiqa.errors import InvalidArgumentError
 
-logger = logging.getLogger("faceiqa.weights")
+if TYPE_CHECKING:
+    from faceiqa.hub.manifest import WeightsSpec
 
+__all__ = ["InputProtocol", "ModelConfig", "NORMALIZE_KINDS", "ScoreMapping", "ScoreSpec"]
 
-# --------------------------------------------------------------------------- schema
+#: Pixel normalisations a scorer knows (see :data:`faceiqa.models.scorer.NORMALIZATIONS`).
+NORMALIZE_KINDS = ("imagenet", "dlib", "none")
 
 
 @dataclass(frozen=True)
@@ -184,3 +185,101 @@ class ScoreSpec:
             "mapping": self.mapping.to_dict(),
             **({"calibration": self.calibration} if self.calibration else {}),
         }
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything a scorer needs to know about one quality model besides its weights.
+
+    Filled from the model's manifest entry (:meth:`from_spec`), or made by hand for a network
+    you built yourself. Pixel sizes are in pixels of the crop the model runs on.
+
+    Attributes:
+        name: weights name (e.g. ``faceiqa-face``).
+        size: side S of the square crops the model is run on, in pixels.
+        template: face alignment template (:mod:`faceiqa.face.alignment`) for face crops.
+        normalize: pixel normalisation: ``imagenet`` (mean 0.485/0.456/0.406, std
+            0.229/0.224/0.225 on [0, 1] RGB), ``dlib`` (minus 122.782/117.001/104.298 on 0..255
+            RGB, divided by 255) or ``none``.
+        grid: K of the K x K crop grid for whole images (see ``QualityScorer.score_image``).
+        extra: names of per-face values the model takes besides the crop, in order
+            (:data:`faceiqa.models.features.FACE_FEATURES`).
+        raw_name: what the raw output is.
+        raw_range: its typical (low, high), informative.
+        mapping: raw -> score in [0, 1], higher is better.
+        higher_is_better: direction of the raw output.
+        calibration: what the mapped score means, when it was calibrated (free text).
+        architecture: builder name (:data:`faceiqa.models.architectures.ARCHITECTURES`).
+        layout: checkpoint layout the builder's loader expects.
+        options: architecture-specific builder options.
+    """
+
+    name: str
+    size: int
+    template: str
+    normalize: str = "imagenet"
+    grid: int = 5
+    extra: tuple[str, ...] = ()
+    raw_name: str = "raw"
+    raw_range: tuple[float, float] = (0.0, 1.0)
+    mapping: ScoreMapping = field(default_factory=ScoreMapping.identity)
+    higher_is_better: bool = True
+    calibration: str = ""
+    architecture: str = ""
+    layout: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZE_KINDS:
+            raise InvalidArgumentError(f"unknown normalisation {self.normalize!r} (known: {', '.join(NORMALIZE_KINDS)})")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
+            raise InvalidArgumentError(f"{self.name}: size must be a positive integer, got {self.size!r}")
+        if not isinstance(self.grid, int) or isinstance(self.grid, bool) or self.grid < 1:
+            raise InvalidArgumentError(f"{self.name}: grid must be a positive integer, got {self.grid!r}")
+        object.__setattr__(self, "extra", tuple(str(n) for n in self.extra))
+        object.__setattr__(self, "raw_range", (float(self.raw_range[0]), float(self.raw_range[1])))
+
+    @classmethod
+    def from_blocks(cls, name: str, input: InputProtocol, score: ScoreSpec, **kw: Any) -> ModelConfig:
+        """From the manifest's ``input`` and ``score`` blocks (``kw``: architecture, layout, options)."""
+        return cls(
+            name=name,
+            size=input.size,
+            template=input.template,
+            normalize=input.normalize,
+            grid=input.grid,
+            extra=input.extra,
+            raw_name=score.raw_name,
+            raw_range=score.raw_range,
+            mapping=score.mapping,
+            higher_is_better=score.higher_is_better,
+            calibration=score.calibration,
+            **kw,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: WeightsSpec) -> ModelConfig:
+        """The configuration of a registered quality model.
+
+        Raises:
+            InvalidArgumentError: the entry is not a quality model.
+        """
+        if spec.kind != "quality" or spec.input is None or spec.score is None:
+            raise InvalidArgumentError(f"weights {spec.name!r} are a {spec.kind} model, not a quality model")
+        return cls.from_blocks(
+            spec.name, spec.input, spec.score, architecture=spec.architecture, layout=spec.layout, options=dict(spec.options)
+        )
+
+    @property
+    def input(self) -> InputProtocol:
+        """The manifest ``input`` block."""
+        return InputProtocol(self.size, self.template, self.normalize, self.grid, self.extra)
+
+    @property
+    def score(self) -> ScoreSpec:
+        """The manifest ``score`` block."""
+        return ScoreSpec(self.raw_name, self.raw_range, self.mapping, self.higher_is_better, self.calibration)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -28,6 +28,7 @@ import torch
 
 from faceiqa.errors import CheckpointError, InvalidArgumentError
 from faceiqa.models.checkpoints import read_checkpoint
+from faceiqa.models.config import ModelConfig, ScoreMapping
 from faceiqa.models.dlib_resnet import CHIP_SIZE, DlibResNet, load_dlib_resnet
 from faceiqa.models.hypernet import FeatureTaps, HyperNet, LDABackbone
 
@@ -79,17 +80,26 @@ FACE_HEAD: dict[str, Any] = {
 }
 
 
-#: Input protocol and score mapping of face models (manifest ``input`` and ``score`` blocks).
-#: Raw predictions live on the label scale (0..1, a predicted blend of recognition utility
-#: and perceptual fidelity, see faceiqa/labels.py); the logistic centred at 0.5 keeps 0.5 at
-#: 0.5, is strictly increasing (no ties from clipping) and maps 0..1 to about 0.03..0.97.
-FACE_INPUT: dict[str, Any] = {"size": CHIP_SIZE, "template": "dlib-150", "normalize": "dlib", "grid": 1, "extra": ["log2_resolution"]}
-FACE_SCORE: dict[str, Any] = {
-    "raw_name": "predicted quality label (0..1: blend of recognition utility and perceptual fidelity)",
-    "raw_range": [0.0, 1.0],
-    "higher_is_better": True,
-    "mapping": {"kind": "logistic", "x0": 0.5, "width": 0.15},
-}
+#: The face model's configuration, for face heads that have no manifest entry (e.g. fresh from
+#: ``faceiqa train face``). Raw predictions live on the label scale (0..1, a predicted blend
+#: of recognition utility and perceptual fidelity, see faceiqa/training/labels.py); this
+#: uncalibrated logistic centred at 0.5 keeps 0.5 at 0.5, is strictly increasing and maps
+#: 0..1 to about 0.03..0.97. A released model replaces the mapping by its calibrated one in
+#: its manifest entry (``faceiqa train export-face --calibrate``).
+FACE_CONFIG = ModelConfig(
+    name="faceiqa-face-head",
+    size=CHIP_SIZE,
+    template="dlib-150",
+    normalize="dlib",
+    grid=1,
+    extra=("log2_resolution",),
+    raw_name="predicted quality label (0..1: blend of recognition utility and perceptual fidelity)",
+    raw_range=(0.0, 1.0),
+    mapping=ScoreMapping.logistic(0.5, 0.15),
+    architecture="hyperiqa-dlib",
+    layout="faceiqa-head",
+    options={"extra_target_inputs": 1},
+)
 
 
 def is_face_head(state: Mapping[str, torch.Tensor]) -> bool:

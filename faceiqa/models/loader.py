@@ -5,7 +5,6 @@ the network its entry names, loads the checkpoint strictly and wraps it with its
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -13,14 +12,14 @@ import torch
 from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
 from faceiqa.hub.manifest import WeightsSpec, load_manifest
 from faceiqa.hub.store import default_name, get_spec, matching_specs, resolve
-from faceiqa.models.architectures import _KONIQ_MAPPING, ARCHITECTURES, hyperiqa_resnet50
+from faceiqa.models.architectures import ARCHITECTURES, UNREGISTERED_HYPERIQA, hyperiqa_resnet50
 from faceiqa.models.checkpoints import (
-    OFFICIAL,
     detect_layout,
     load_hypernet_state,
     read_checkpoint,
 )
-from faceiqa.models.config import InputProtocol, ScoreMapping, ScoreSpec
+from faceiqa.models.config import ModelConfig, ScoreMapping
+from faceiqa.models.hypernet import OFFICIAL_TARGET_FC_SIZES
 from faceiqa.models.scorer import QualityScorer
 
 logger = logging.getLogger("faceiqa.models")
@@ -84,42 +83,12 @@ def _scorer_from_spec(
     grid: int | None,
     mapping: ScoreMapping | None,
 ) -> QualityScorer:
-    if spec.kind != "quality" or spec.input is None or spec.score is None:
-        raise InvalidArgumentError(f"weights {spec.name!r} are a {spec.kind} model, not a quality model")
-    if spec.architecture not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise InvalidArgumentError(f"weights {spec.name!r} need architecture {spec.architecture!r} (known: {known})")
-    arch = ARCHITECTURES[spec.architecture]
-    model = arch.load(arch.build(dict(spec.options)), path, spec.layout)
-    return _scorer(model, spec.name, spec.input, spec.score, device, batch_size, grid, mapping)
-
-
-def _scorer(
-    model: torch.nn.Module,
-    name: str,
-    protocol: InputProtocol,
-    score: ScoreSpec,
-    device: str | torch.device | None,
-    batch_size: int,
-    grid: int | None,
-    mapping: ScoreMapping | None,
-    extra_names: Sequence[str] | None = None,
-) -> QualityScorer:
-    """A scorer for ``model`` with an input protocol and score description from the registry."""
-    return QualityScorer(
-        model,
-        name=name,
-        input_size=protocol.size,
-        template=protocol.template,
-        raw_name=score.raw_name,
-        raw_range=score.raw_range,
-        mapping=mapping or score.mapping,
-        normalize=protocol.normalize,
-        grid=grid or protocol.grid,
-        device=device,
-        batch_size=batch_size,
-        extra_names=protocol.extra if extra_names is None else extra_names,
-    )
+    config = ModelConfig.from_spec(spec)
+    if config.architecture not in ARCHITECTURES:
+        raise InvalidArgumentError(f"weights {spec.name!r} need {ARCHITECTURES.unknown(config.architecture)}")
+    arch = ARCHITECTURES[config.architecture]
+    model = arch.load(arch.build(dict(config.options)), path, config.layout)
+    return QualityScorer(model, config.replace(grid=grid, mapping=mapping), device=device, batch_size=batch_size)
 
 
 def _scorer_from_file(
@@ -129,37 +98,20 @@ def _scorer_from_file(
     grid: int | None,
     mapping: ScoreMapping | None,
 ) -> QualityScorer:
+    """An unregistered checkpoint: a face-model head, or a ResNet-50 HyperIQA (official or pyiqa layout)."""
     state = read_checkpoint(path)
     from faceiqa.models import face
 
-    if face.is_face_head(state):
-        extra_inputs = int(state["fc1w_extra_fc.weight"].shape[0]) // face.FACE_HEAD["target_fc_sizes"][0] if "fc1w_extra_fc.weight" in state else 0
-        model = face.load_face_model(face.face_hypernet(extra_target_inputs=extra_inputs), state, source=path.name)
-        protocol = InputProtocol.from_dict(face.FACE_INPUT)
-        logger.info("%s: unregistered face-model head; using the face protocol", path.name)
-        return _scorer(
-            model, path.stem, protocol, ScoreSpec.from_dict(face.FACE_SCORE), device, batch_size, grid, mapping,
-            extra_names=protocol.extra[:extra_inputs],
-        )
-    layout = detect_layout(state)
-    extra = 0
     w_extra = state.get("fc1w_extra_fc.weight")
-    if w_extra is not None:
-        extra = int(w_extra.shape[0]) // 112
-    model = load_hypernet_state(hyperiqa_resnet50(extra), state, source=path.name)
-    default_mapping = _KONIQ_MAPPING if layout == OFFICIAL else ScoreMapping.identity()
-    logger.info(
-        "%s: unregistered %s checkpoint; assuming the %s score mapping", path.name, layout, default_mapping.kind
-    )
-    return QualityScorer(
-        model,
-        name=path.stem,
-        input_size=224,
-        template="hyperiqa-224",
-        raw_name="raw",
-        raw_range=(0.0, 100.0) if layout == OFFICIAL else (0.0, 1.0),
-        mapping=mapping or default_mapping,
-        grid=grid or 5,
-        device=device,
-        batch_size=batch_size,
-    )
+    if face.is_face_head(state):
+        extra = int(w_extra.shape[0]) // face.FACE_HEAD["target_fc_sizes"][0] if w_extra is not None else 0
+        model = face.load_face_model(face.face_hypernet(extra_target_inputs=extra), state, source=path.name)
+        config = face.FACE_CONFIG.replace(name=path.stem, extra=face.FACE_CONFIG.extra[:extra])
+        logger.info("%s: unregistered face-model head; using the face protocol", path.name)
+    else:
+        layout = detect_layout(state)
+        extra = int(w_extra.shape[0]) // OFFICIAL_TARGET_FC_SIZES[0] if w_extra is not None else 0
+        model = load_hypernet_state(hyperiqa_resnet50(extra), state, source=path.name)
+        config = UNREGISTERED_HYPERIQA[layout].replace(name=path.stem)
+        logger.info("%s: unregistered %s checkpoint; assuming the %s score mapping", path.name, layout, config.mapping.kind)
+    return QualityScorer(model, config.replace(grid=grid, mapping=mapping), device=device, batch_size=batch_size)

@@ -63,8 +63,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from faceiqa._util import Registry, check_int, pick_device
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.models.config import ScoreMapping
+from faceiqa.models.config import ModelConfig, ScoreMapping
 from faceiqa.models.hypernet import HyperNet, target_network
 
 logger = logging.getLogger("faceiqa.models.scorer")
@@ -73,11 +74,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: dlib / face-api face recognition input: (RGB 0..255 - mean) / 255, i.e. [0, 1] RGB minus mean/255.
 DLIB_MEAN = (122.782 / 255.0, 117.001 / 255.0, 104.298 / 255.0)
-_NORMALIZATIONS = {
+NORMALIZATIONS: Registry[tuple[tuple[float, float, float], tuple[float, float, float]]] = Registry("normalisation", {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
     "dlib": (DLIB_MEAN, (1.0, 1.0, 1.0)),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
+})
 
 ImageInput = np.ndarray | Image.Image | torch.Tensor
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -90,7 +91,6 @@ __all__ = [
     "ScoreMapping",
     "cpu_supports_bf16",
     "crop_grid",
-    "default_device",
 ]
 
 #: Values of ``precision``.
@@ -156,11 +156,6 @@ class Scores:
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
-
-
-def default_device() -> torch.device:
-    """``cuda`` when available, else ``cpu``."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def crop_grid(height: int, width: int, size: int, grid: int) -> list[tuple[int, int]]:
@@ -267,21 +262,13 @@ class QualityScorer:
     Args:
         model: ``nn.Module`` mapping (B, 3, S, S) normalised images (and, when
             ``extra_inputs > 0``, a (B, extra_inputs) float tensor) to (B,) raw scores.
-        name: weights name (e.g. ``hyperiqa-koniq``).
-        input_size: crop side S in pixels.
-        template: alignment template name for face crops (``faceiqa.alignment``).
-        raw_name: name of the raw output.
-        raw_range: typical (low, high) of the raw output (informative).
-        mapping: raw -> score in [0, 1].
-        normalize: ``"imagenet"``, ``"dlib"`` (face-api: minus the mean RGB, no scaling) or ``"none"``.
-        grid: K of the whole-image K x K crop grid.
+        config: the model's :class:`~faceiqa.models.config.ModelConfig` (crop size S,
+            alignment template, normalisation, grid, extra inputs, score mapping).
         device: torch device; default CUDA if available, else CPU.
         batch_size: crops per forward pass (memory bound; results do not depend on it
             beyond float32 rounding).
         extra_inputs: scalars per crop the model takes; default the model's
-            ``extra_target_inputs`` attribute, or 0.
-        extra_names: what those scalars are (registry ``input.extra``), for callers
-            that compute them (e.g. ``log_eye_distance``).
+            ``extra_target_inputs`` attribute, or 0. ``config.extra`` names them (or is empty).
         precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` (see the
             module docstring).
         channels_last: run the model in channels-last memory layout (opt-in, see above).
@@ -291,45 +278,27 @@ class QualityScorer:
     def __init__(
         self,
         model: nn.Module,
+        config: ModelConfig,
         *,
-        name: str,
-        input_size: int,
-        template: str,
-        raw_name: str = "raw",
-        raw_range: tuple[float, float] = (0.0, 1.0),
-        mapping: ScoreMapping | None = None,
-        normalize: str = "imagenet",
-        grid: int = 5,
         device: str | torch.device | None = None,
         batch_size: int = 32,
         extra_inputs: int | None = None,
-        extra_names: Sequence[str] = (),
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        if normalize not in _NORMALIZATIONS:
-            raise InvalidArgumentError(f"unknown normalisation {normalize!r} ({', '.join(_NORMALIZATIONS)})")
-        if input_size < 1 or batch_size < 1 or grid < 1:
-            raise InvalidArgumentError("input_size, batch_size and grid must be positive")
-        self._device = torch.device(device) if device is not None else default_device()
+        if not isinstance(config, ModelConfig):
+            raise InvalidArgumentError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self._batch_size = check_int(batch_size, "batch_size", 1)
+        mean, std = NORMALIZATIONS[config.normalize]
+        self._device = pick_device(device)
         self._model = model.to(self._device).eval()
-        self._name = name
-        self._input_size = int(input_size)
-        self._template = template
-        self._raw_name = raw_name
-        self._raw_range = (float(raw_range[0]), float(raw_range[1]))
-        self._mapping = mapping if mapping is not None else ScoreMapping.identity()
-        self._normalize = normalize
-        self._grid = int(grid)
-        self._batch_size = int(batch_size)
+        self.config = config
         self._extra_inputs = int(getattr(model, "extra_target_inputs", 0) if extra_inputs is None else extra_inputs)
-        self._extra_names = tuple(str(n) for n in extra_names)
-        if self._extra_names and len(self._extra_names) != self._extra_inputs:
+        if config.extra and len(config.extra) != self._extra_inputs:
             raise InvalidArgumentError(
-                f"{name}: {len(self._extra_names)} extra input names for {self._extra_inputs} extra inputs"
+                f"{config.name}: {len(config.extra)} extra input names for {self._extra_inputs} extra inputs"
             )
-        mean, std = _NORMALIZATIONS[normalize]
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self._device).view(1, 3, 1, 1)
         self._precision = "fp32"
@@ -369,43 +338,13 @@ class QualityScorer:
     # ------------------------------------------------------------------ properties
     @property
     def name(self) -> str:
-        """Weights name."""
-        return self._name
-
-    @property
-    def input_size(self) -> int:
-        """Crop side in pixels."""
-        return self._input_size
-
-    @property
-    def template(self) -> str:
-        """Alignment template name for face crops."""
-        return self._template
-
-    @property
-    def raw_name(self) -> str:
-        """Name of the raw output."""
-        return self._raw_name
-
-    @property
-    def raw_range(self) -> tuple[float, float]:
-        """Typical (low, high) of the raw output."""
-        return self._raw_range
-
-    @property
-    def mapping(self) -> ScoreMapping:
-        """raw -> score mapping."""
-        return self._mapping
+        """Weights name (``config.name``)."""
+        return self.config.name
 
     @property
     def device(self) -> torch.device:
         """Device the model runs on."""
         return self._device
-
-    @property
-    def grid(self) -> int:
-        """K of the whole-image K x K crop grid."""
-        return self._grid
 
     @property
     def batch_size(self) -> int:
@@ -416,11 +355,6 @@ class QualityScorer:
     def extra_inputs(self) -> int:
         """Extra scalars per crop the model needs (``extra=`` argument)."""
         return self._extra_inputs
-
-    @property
-    def extra_names(self) -> tuple[str, ...]:
-        """Names of the extra per-crop inputs (empty when unnamed or none)."""
-        return self._extra_names
 
     @property
     def model(self) -> nn.Module:
@@ -450,18 +384,18 @@ class QualityScorer:
 
     def __repr__(self) -> str:
         return (
-            f"QualityScorer(name={self._name!r}, input_size={self._input_size}, template={self._template!r}, "
-            f"raw_name={self._raw_name!r}, device={str(self._device)!r})"
+            f"QualityScorer(name={self.name!r}, size={self.config.size}, template={self.config.template!r}, "
+            f"raw_name={self.config.raw_name!r}, device={str(self._device)!r})"
         )
 
     # ------------------------------------------------------------------ running
     def _extra_array(self, extra: Any, n: int) -> np.ndarray:
         if self._extra_inputs == 0:
             if extra is not None:
-                raise InvalidArgumentError(f"{self._name} takes no extra inputs")
+                raise InvalidArgumentError(f"{self.name} takes no extra inputs")
             return np.zeros((n, 0), dtype=np.float32)
         if extra is None:
-            raise InvalidArgumentError(f"{self._name} needs extra= with {self._extra_inputs} value(s) per image")
+            raise InvalidArgumentError(f"{self.name} needs extra= with {self._extra_inputs} value(s) per image")
         arr = np.asarray(extra, dtype=np.float64)
         if arr.ndim == 1 and self._extra_inputs == 1:
             arr = arr[:, None]
@@ -477,7 +411,7 @@ class QualityScorer:
             try:
                 self._compiled = torch.compile(self._model)
             except Exception as exc:  # noqa: BLE001 - compile is optional; eager always works
-                logger.warning("%s: torch.compile is not available (%s); running eagerly", self._name, exc)
+                logger.warning("%s: torch.compile is not available (%s); running eagerly", self.name, exc)
                 self._compiled = self._model
         return self._compiled
 
@@ -505,7 +439,7 @@ class QualityScorer:
         except Exception as exc:
             if net is self._model or not self._compile:
                 raise
-            logger.warning("%s: the compiled model failed (%s: %s); running eagerly", self._name, type(exc).__name__, exc)
+            logger.warning("%s: the compiled model failed (%s: %s); running eagerly", self.name, type(exc).__name__, exc)
             self._compiled = self._model
             return self._run_model(self._model, x, e, precision)
 
@@ -517,15 +451,15 @@ class QualityScorer:
         try:
             y = self._chunk(x, e, candidate).reshape(-1).double().cpu().numpy()
         except Exception as exc:  # noqa: BLE001 - the float32 result is already there
-            logger.info("%s: %s failed (%s); staying in fp32", self._name, candidate, exc)
+            logger.info("%s: %s failed (%s); staying in fp32", self.name, candidate, exc)
             return
         ref = y32.reshape(-1).double().cpu().numpy()
-        diff = float(np.max(np.abs(self._mapping(y) - self._mapping(ref)))) if len(ref) else 0.0
+        diff = float(np.max(np.abs(self.config.mapping(y) - self.config.mapping(ref)))) if len(ref) else 0.0
         if np.isfinite(diff) and diff <= AUTO_TOLERANCE:
             self._precision = candidate
-            logger.info("%s: precision auto -> %s (max |score - fp32| %.2g on %d crops)", self._name, candidate, diff, len(ref))
+            logger.info("%s: precision auto -> %s (max |score - fp32| %.2g on %d crops)", self.name, candidate, diff, len(ref))
         else:
-            logger.info("%s: precision auto stays fp32 (%s differs by %.2g)", self._name, candidate, diff)
+            logger.info("%s: precision auto stays fp32 (%s differs by %.2g)", self.name, candidate, diff)
 
     def _forward(self, crops: torch.Tensor, extra: np.ndarray) -> np.ndarray:
         """Raw outputs (float64) of (M, 3, S, S) crops in [0, 1], in chunks of batch_size."""
@@ -545,14 +479,14 @@ class QualityScorer:
                 y = y.reshape(-1)
                 if y.shape[0] != x.shape[0]:
                     raise InvalidArgumentError(
-                        f"{self._name}: the model returned {y.shape[0]} values for {x.shape[0]} crops"
+                        f"{self.name}: the model returned {y.shape[0]} values for {x.shape[0]} crops"
                     )
                 out[start:stop] = y.double().cpu().numpy()
         return out
 
     def _finish(self, raw: np.ndarray, n_crops: np.ndarray) -> Scores:
         raw = np.ascontiguousarray(raw, dtype=np.float64)
-        return Scores(score=self._mapping(raw), raw=raw, n_crops=n_crops.astype(np.int64))
+        return Scores(score=self.config.mapping(raw), raw=raw, n_crops=n_crops.astype(np.int64))
 
     def score_crops(self, crops: ImagesInput, *, flip: bool = False, extra: Any = None) -> Scores:
         """Score crops that are already ``input_size`` x ``input_size`` (one pass each).
@@ -567,7 +501,7 @@ class QualityScorer:
             InvalidArgumentError: wrong type, size or value range.
         """
         images = to_image_list(crops)
-        size = self._input_size
+        size = self.config.size
         for img in images:
             if tuple(img.shape[-2:]) != (size, size):
                 raise InvalidArgumentError(
@@ -591,7 +525,7 @@ class QualityScorer:
         """
         items = to_image_list(images)
         extra_arr = self._extra_array(extra, len(items))
-        size = self._input_size
+        size = self.config.size
         sums = np.zeros(len(items), dtype=np.float64)
         counts = np.zeros(len(items), dtype=np.int64)
         raws: list[np.ndarray] = []
@@ -610,7 +544,7 @@ class QualityScorer:
         owner: list[int] = []
         for i, img in enumerate(items):
             img = _upscale_to(img, size)
-            for y, x in crop_grid(img.shape[-2], img.shape[-1], size, self._grid):
+            for y, x in crop_grid(img.shape[-2], img.shape[-1], size, self.config.grid):
                 chunk.append(img[:, y : y + size, x : x + size])
                 owner.append(i)
                 if len(chunk) == self._batch_size:

@@ -12,12 +12,14 @@ A photo without a face, or one that could not be read, never passes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.output.reports import ReportRow, Status
+
+if TYPE_CHECKING:
+    from faceiqa.results import ImageAssessment
 
 
 class Policy(str, Enum):
@@ -65,42 +67,26 @@ def check_policy(policy: Policy | str) -> Policy:
         raise InvalidArgumentError(f"policy must be best, all or largest, got {policy!r}") from None
 
 
-def decide(rows: Sequence[ReportRow], min_score: float, policy: Policy | str = Policy.BEST) -> Decision:
-    """Decide one photo from its report rows (all rows must share the same path)."""
+def decide(assessment: ImageAssessment, min_score: float, policy: Policy | str = Policy.BEST) -> Decision:
+    """Decide one photo from what was found in it (see the module docstring for the policies)."""
     threshold = check_threshold(min_score)
     policy = check_policy(policy)
-    if not rows:
-        raise InvalidArgumentError("decide() needs the rows of one photo")
-    path = rows[0].path
-    if any(r.path != path for r in rows):
-        raise InvalidArgumentError("decide() got rows of several photos")
-    errors = [r for r in rows if r.status is Status.ERROR]
-    if errors:
-        return Decision(path, False, math.nan, f"error: {errors[0].error}")
-    faces = [r for r in rows if r.has_score]
+    path = assessment.source
+    if assessment.error:
+        return Decision(path, False, math.nan, f"error: {assessment.error}")
+    faces = [f for f in assessment.faces if math.isfinite(f.score)]
     if not faces:
         return Decision(path, False, math.nan, "no face")
     if policy is Policy.BEST:
-        score = max(r.score for r in faces)
+        score = max(f.score for f in faces)
         what = "best face"
     elif policy is Policy.ALL:
-        score = min(r.score for r in faces)
+        score = min(f.score for f in faces)
         what = "lowest face" if len(faces) > 1 else "face"
     else:
-        largest = max(faces, key=lambda r: ((r.x2 - r.x1) * (r.y2 - r.y1), -(r.face or 0)))
+        largest = max(faces, key=lambda f: ((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), -f.index))
         score = largest.score
         what = "largest face"
     passed = score >= threshold
     verb = ">=" if passed else "<"
     return Decision(path, passed, score, f"{what} {score:.3f} {verb} {threshold:g}")
-
-
-def group_by_photo(rows: Iterable[ReportRow]) -> list[list[ReportRow]]:
-    """Group consecutive rows by path, keeping the report's order."""
-    groups: list[list[ReportRow]] = []
-    for row in rows:
-        if groups and groups[-1][0].path == row.path:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
-    return groups

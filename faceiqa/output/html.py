@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceiqa._util import atomic_write
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.output.reports import ReportRow, Status, _atomic_write
+from faceiqa.output.reports import ReportRow, Status
 
 # --------------------------------------------------------------------------- HTML report
 
@@ -177,4 +178,4 @@ def render_html(
 def write_html(rows: Sequence[ReportRow], path: str | os.PathLike[str], **kwargs: object) -> None:
     """Render :func:`render_html` and write it atomically."""
     page = render_html(rows, **kwargs)  # type: ignore[arg-type]
-    _atomic_write(Path(path), lambda fh: fh.write(page))
+    atomic_write(path, lambda fh: fh.write(page))

@@ -26,12 +26,16 @@ import io
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from faceiqa._util import atomic_write
+
+if TYPE_CHECKING:
+    from faceiqa.results import ImageAssessment
 from faceiqa.errors import InvalidArgumentError
 
 REPORT_COLUMNS: tuple[str, ...] = (
@@ -115,6 +119,30 @@ class ReportRow:
         return cells
 
 
+def assessment_rows(assessment: ImageAssessment) -> list[ReportRow]:
+    """The report rows of one image: one per face, or one for no face / an error."""
+    if assessment.error:
+        return [error_row(assessment.source, assessment.error)]
+    if not assessment.faces:
+        return [no_face_row(assessment.source)]
+    return [
+        ReportRow(
+            path=assessment.source,
+            face=f.index,
+            score=f.score,
+            raw_score=f.raw_score,
+            det_prob=f.det_prob,
+            x1=f.box[0],
+            y1=f.box[1],
+            x2=f.box[2],
+            y2=f.box[3],
+            eye_distance=f.eye_distance,
+            status=f.status,
+        )
+        for f in assessment.faces
+    ]
+
+
 def error_row(path: str | os.PathLike[str], reason: str) -> ReportRow:
     """A row for an image that could not be processed (reason is made one line)."""
     return ReportRow(path=str(path), status=Status.ERROR, error=" ".join(str(reason).split()))
@@ -123,47 +151,6 @@ def error_row(path: str | os.PathLike[str], reason: str) -> ReportRow:
 def no_face_row(path: str | os.PathLike[str]) -> ReportRow:
     """A row for an image in which no face was found."""
     return ReportRow(path=str(path), status=Status.NO_FACE)
-
-
-def _new_file_mode() -> int:
-    """The permission bits ``open(path, "w")`` would give a new file (0o666 less the umask).
-
-    Linux shows the umask in /proc; elsewhere it is read by setting it, which is process-wide,
-    so that is done once, at import (before any worker thread creates files).
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return _IMPORT_FILE_MODE
-
-
-def _read_umask_once() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_IMPORT_FILE_MODE = _read_umask_once()
-
-
-def _atomic_write(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0o600 files; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CsvReportWriter:
@@ -204,13 +191,13 @@ def write_csv(rows: Iterable[ReportRow], path: str | os.PathLike[str]) -> None:
         for row in rows:
             writer.writerow(row.to_cells())
 
-    _atomic_write(Path(path), write)
+    atomic_write(path, write)
 
 
 def write_json(rows: Iterable[ReportRow], path: str | os.PathLike[str]) -> None:
     """Write a JSON report (a list of records) atomically."""
     records = [row.to_record() for row in rows]
-    _atomic_write(Path(path), lambda fh: json.dump(records, fh, indent=1, allow_nan=False))
+    atomic_write(path, lambda fh: json.dump(records, fh, indent=1, allow_nan=False))
 
 
 def _parse_float(text: str) -> float:

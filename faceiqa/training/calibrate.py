@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from faceiqa._util import atomic_path
 from faceiqa.errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
@@ -108,35 +108,36 @@ def export_face_model(run_dir: Path, dest: Path, name: str = "faceiqa-face", *, 
 
     from faceiqa.hub.store import sha256_file
     from faceiqa.models.checkpoints import read_checkpoint
-    from faceiqa.models.face import FACE_INPUT, FACE_SCORE, face_hypernet, load_head
+    from faceiqa.models.config import ScoreMapping
+    from faceiqa.models.face import FACE_CONFIG, face_hypernet, load_head
 
     best = Path(run_dir) / "best.pt"
     if not best.is_file():
         raise InvalidArgumentError(f"{run_dir} has no best.pt")
     load_head(face_hypernet(), read_checkpoint(best), source=best.name)
-    score = json.loads(json.dumps(FACE_SCORE))
+    config = FACE_CONFIG
     if calibrate:
         raw, val = face_validation_outputs(Path(run_dir))
         cal = calibrate_recognisability(raw, (val.distance < RECOGNISABLE_DISTANCE) & val.detected)
-        score["mapping"] = {"kind": "logistic", "x0": round(cal.x0, 6), "width": round(cal.width, 6)}
-        score["calibration"] = (
-            f"score = P(recognisable): found by the detector and closer than {RECOGNISABLE_DISTANCE} to the "
-            f"person's other photos on average; logistic fitted on {cal.n} validation samples ({cal.share:.1%} recognisable)"
+        config = config.replace(
+            mapping=ScoreMapping.logistic(round(cal.x0, 6), round(cal.width, 6)),
+            calibration=(
+                f"score = P(recognisable): found by the detector and closer than {RECOGNISABLE_DISTANCE} to the "
+                f"person's other photos on average; logistic fitted on {cal.n} validation samples ({cal.share:.1%} recognisable)"
+            ),
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(best, tmp)
     return {
         "name": name,
         "file": dest.name,
         "size": dest.stat().st_size,
         "sha256": sha256_file(dest),
         "kind": "quality",
-        "architecture": "hyperiqa-dlib",
-        "layout": "faceiqa-head",
+        "architecture": config.architecture,
+        "layout": config.layout,
         "backbone": "dlib-resnet (frozen; loaded from the dlib-resnet entry)",
-        "options": {"extra_target_inputs": 1},
-        "input": dict(FACE_INPUT),
-        "score": score,
+        "options": dict(config.options),
+        "input": config.input.to_dict(),
+        "score": config.score.to_dict(),
     }

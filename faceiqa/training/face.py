@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceiqa._util import pick_device
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.training.loop import FitResult, TrainConfig, _device, fit, seed_everything, write_config
+from faceiqa.training.loop import FitResult, TrainConfig, fit, seed_everything, write_config
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def train_face_model(
 
     run = Path(run_dir)
     config.check()
-    device = _device(config.device)
+    device = pick_device(config.device)
     write_config(run, {"job": "face", "train": asdict(config), "data": asdict(data)})
     seed_everything(config.seed)
     dataset = load_or_build_trainset(data, config.seed, device, progress)

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceiqa._util import pick_device
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.training.loop import FitResult, TrainConfig, _device, fit, seed_everything, write_config
+from faceiqa.training.loop import FitResult, TrainConfig, fit, seed_everything, write_config
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def finetune_hyperiqa(
     """
     from faceiqa.hub.store import resolve
     from faceiqa.images import read_image
-    from faceiqa.models import QualityScorer, ScoreMapping, hyperiqa_resnet50, load_hypernet_state, save_hypernet
+    from faceiqa.models import ModelConfig, QualityScorer, ScoreMapping, hyperiqa_resnet50, load_hypernet_state, save_hypernet
     from faceiqa.models.checkpoints import OFFICIAL
     from faceiqa.models.scorer import IMAGENET_MEAN, IMAGENET_STD
 
@@ -102,7 +103,7 @@ def finetune_hyperiqa(
     config.check()
     if not 0 < job.val_fraction < 1 or job.patches < 1:
         raise InvalidArgumentError("val_fraction must be in (0, 1) and patches positive")
-    device = _device(config.device)
+    device = pick_device(config.device)
     paths, scores = read_labelled_images(job)
     low, high = job.score_range if job.score_range is not None else (float(scores.min()), float(scores.max()))
     if not high > low:
@@ -148,7 +149,7 @@ def finetune_hyperiqa(
             yield (lambda x=x: model(x)), y_all[idx]
 
     def predict_val() -> tuple[np.ndarray, np.ndarray]:
-        scorer = QualityScorer(model, name="finetune", input_size=size, template="hyperiqa-224", mapping=ScoreMapping.linear(0, 100), device=device, batch_size=config.batch_size)
+        scorer = QualityScorer(model, ModelConfig("finetune", size, "hyperiqa-224", mapping=ScoreMapping.linear(0, 100)), device=device, batch_size=config.batch_size)
         pred = scorer.score_image([read_image(paths[i]) for i in val_idx]).raw
         return pred, labels[val_idx]
 

@@ -29,7 +29,6 @@ import csv
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,7 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceiqa._util import atomic_path, atomic_write
 from faceiqa.errors import InvalidArgumentError
+from faceiqa.evaluation import metrics
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +143,6 @@ def parameter_groups(model: nn.Module, lr: float, lr_ratio: float) -> list[dict[
     return groups
 
 
-def _srcc(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def _plcc(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Mean shortfall of predicted gaps against label gaps over same-group pairs.
 
@@ -246,7 +233,7 @@ def fit(
         with torch.inference_mode():
             pred, labels = predict_val()
         val_l1 = float(np.mean(np.abs(pred - labels)))
-        srcc = _srcc(pred, labels)
+        srcc, plcc = metrics.monitor_correlations(pred, labels)
         improved = _better((srcc, val_l1), best)
         if improved:
             best, best_epoch, stale = (srcc, val_l1), epoch, 0
@@ -255,7 +242,7 @@ def fit(
             stale += 1
         lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
         entry = EpochLog(
-            epoch, total / max(count, 1), val_l1, srcc, _plcc(pred, labels),
+            epoch, total / max(count, 1), val_l1, srcc, plcc,
             lrs.get("backbone", 0.0), lrs["hyper"], time.perf_counter() - t0, improved,
         )
         history.append(entry)
@@ -264,22 +251,22 @@ def fit(
             "epoch %d: train L1 %.4f, val L1 %.4f, val SRCC %.4f%s",
             epoch, entry.train_l1, val_l1, srcc, " (best)" if improved else "",
         )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": [asdict(h) for h in history],
-                "best": list(best),
-                "best_epoch": best_epoch,
-                "stale": stale,
-                "epoch": epoch,
-                "py_rng": random.getstate(),
-                "np_rng": np.random.get_state(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            run_dir / "last.pt.tmp",
-        )
-        os.replace(run_dir / "last.pt.tmp", last_path)
+        with atomic_path(last_path) as tmp:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": [asdict(h) for h in history],
+                    "best": list(best),
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "epoch": epoch,
+                    "py_rng": random.getstate(),
+                    "np_rng": np.random.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
         if stale >= config.patience:
             log.info("no validation gain for %d epochs: stopping", stale)
             break
@@ -296,13 +283,13 @@ def _better(candidate: tuple[float, float], best: tuple[float, float]) -> bool:
 
 
 def _write_log(path: Path, history: Sequence[EpochLog]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    def write(fh: Any) -> None:
         writer = csv.writer(fh)
         writer.writerow([f.name for f in fields(EpochLog)])
         for h in history:
             writer.writerow([getattr(h, f.name) for f in fields(EpochLog)])
-    os.replace(tmp, path)
+
+    atomic_write(path, write)
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> Path:
@@ -312,7 +299,3 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

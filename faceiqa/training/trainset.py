@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceiqa._util import atomic_path, box_iou
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.evaluation.degrade import compose, format_spec, list_kinds, seed_for
 from faceiqa.evaluation.verification import read_pairs
@@ -137,25 +138,23 @@ class FaceTrainSet:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            **{f"stage{i}": s for i, s in enumerate(self.stages)},
-            extra=self.extra,
-            utility=self.utility,
-            perceptual=self.perceptual,
-            label=self.label,
-            distance=self.distance,
-            detected=self.detected,
-            person=self.person,
-            key=self.key,
-            spec=self.spec,
-            split=self.split,
-            calibration=np.array([self.calibration.d_good, self.calibration.d_bad]),
-            info=np.array(repr(self.info)),
-        )
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                **{f"stage{i}": s for i, s in enumerate(self.stages)},
+                extra=self.extra,
+                utility=self.utility,
+                perceptual=self.perceptual,
+                label=self.label,
+                distance=self.distance,
+                detected=self.detected,
+                person=self.person,
+                key=self.key,
+                spec=self.spec,
+                split=self.split,
+                calibration=np.array([self.calibration.d_good, self.calibration.d_bad]),
+                info=np.array(repr(self.info)),
+            )
         return path
 
     @classmethod
@@ -229,14 +228,6 @@ def _central_face(faces: Sequence[DetectedFace], shape: tuple[int, ...]) -> Dete
         return None
     cy, cx = shape[0] / 2, shape[1] / 2
     return min(faces, key=lambda f: (0.5 * (f.box[0] + f.box[2]) - cx) ** 2 + (0.5 * (f.box[1] + f.box[3]) - cy) ** 2)
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
@@ -335,8 +326,8 @@ def _make_variants(
             faces = [face]  # the pristine photo: its detection is already known
         else:
             faces = detectors.for_width((face.box[2] - face.box[0]) * fx).detect(img)
-        match = max(faces, key=lambda f: _iou(f.box, expected_box), default=None)
-        detected = match is not None and _iou(match.box, expected_box) >= 0.3
+        match = max(faces, key=lambda f: box_iou(f.box, expected_box), default=None)
+        detected = match is not None and box_iou(match.box, expected_box) >= 0.3
         landmarks = match.landmarks if detected else fixed_landmarks
         eye = float(np.linalg.norm(landmarks[1] - landmarks[0]))
         out.append(
