@@ -32,10 +32,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from faceiqa.face.alignment import align_face, get_template
-from faceiqa.models.dlib_resnet import TEMPLATE_NAME, default_weights_path
-from faceiqa.face.recognition import FaceRecognizer
 from faceiqa.evaluation.verification import kfold_accuracy, read_pairs
+from faceiqa.face.alignment import align_face, get_template
+from faceiqa.face.recognition import FaceRecognizer
+from faceiqa.models.dlib_resnet import TEMPLATE_NAME, default_weights_path
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("lfw_verification")

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import compose, cycle_photos, lfw_images, load_average, load_rgb, print_header  # noqa: E402
 
-from faceiqa.errors import FaceIQAError  # noqa: E402
 from faceiqa.api import FaceQualityAssessor
+from faceiqa.errors import FaceIQAError  # noqa: E402
 
 
 def rss_mb() -> float:

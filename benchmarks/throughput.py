@@ -45,7 +45,6 @@ figures for the record on a quiet machine (see benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,13 +55,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CpuMeter, PhotoSet, busy_processes, load_average, make_photo_set, print_header, random_resnet50_weights, temp_root  # noqa: E402
+from common import (  # noqa: E402
+    CpuMeter,
+    PhotoSet,
+    busy_processes,
+    load_average,
+    make_photo_set,
+    print_header,
+    random_resnet50_weights,
+    temp_root,
+)
 
+from faceiqa.api import FaceQualityAssessor
 from faceiqa.errors import FaceIQAError  # noqa: E402
 from faceiqa.images import to_rgb
 from faceiqa.models import QualityScorer, load_scorer  # noqa: E402
 from faceiqa.models.scorer import cpu_supports_bf16  # noqa: E402
-from faceiqa.api import FaceQualityAssessor
 
 CONFIGS = {
     # name: (detect_workers, mtcnn_threads, score_threads (None: torch's), precision)

@@ -31,6 +31,7 @@ __all__ = [
     "box_iou",
     "check_int",
     "check_number",
+    "lazy_getattr",
     "new_file_mode",
     "one_line",
     "pick_device",
@@ -179,6 +180,24 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], 
         with open(tmp, mode, **kw) as fh:
             write(fh)
     return Path(path)
+
+
+# --------------------------------------------------------------------------- lazy packages
+
+
+def lazy_getattr(package: str, table: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``package.<table[name]>`` on first use of ``name``.
+
+    Lets a package list its public names without importing torch (or SciPy) before they are used.
+    """
+    import importlib
+
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            return getattr(importlib.import_module(f"{package}.{table[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 # --------------------------------------------------------------------------- registries

@@ -7,12 +7,24 @@ Tests that need it skip with a reason when it is absent; nothing here downloads 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_DATA = Path(__file__).resolve().parent / "data"
+# tests/helpers holds the shared test helpers (tiny models, scripted detector, file server...).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+
+from paths import REPO, TEST_DATA  # noqa: E402,F401
+
+#: Fixtures that read ../shared/data: tests using them get the ``shared_data`` marker.
+_SHARED_FIXTURES = {"shared_dir", "detect_samples", "lfw_dir", "realfaces_dir"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared_data)
 
 
 def _shared_root() -> Path:

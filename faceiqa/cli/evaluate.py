@@ -11,18 +11,16 @@ from typing import Any
 import click
 import numpy as np
 
+from faceiqa.cli._common import device_option, fail, weights_option
 from faceiqa.errors import FaceIQAError
 
 log = logging.getLogger("faceiqa.cli.evaluate")
 
+_progress_option = click.option("--progress/--no-progress", default=False, help="Show a progress bar on stderr.")
+
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _OUT_FILE = click.Path(dir_okay=False, path_type=Path)
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    """A library error as a one-line CLI error (exit code 1)."""
-    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _evaluate_module():
@@ -160,7 +158,7 @@ def mos_command(scores_csv, labels_csv, score_column, label_column, n_bootstrap,
             seed=seed,
         )
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     a = res.agreement
     click.echo(
         f"images: {res.n_matched} used of {res.n_labels} labelled "
@@ -263,7 +261,7 @@ def _limit_pairs(pairs, limit: int | None):
     help="Seed of the degradations and the random baseline.",
 )
 @click.option("--device", default=None, help="Torch device for detection and recognition (default: automatic).")
-@click.option("--progress/--no-progress", default=False, help="Show a progress bar on stderr.")
+@_progress_option
 def edc_command(
     pairs_path,
     images_dir,
@@ -337,7 +335,7 @@ def edc_command(
             progress=_progress(progress),
         )
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
     s = report.scores
     n_gen = int(s.genuine.sum())
@@ -368,7 +366,7 @@ def edc_command(
             plot_edc(report.curves, plot_path, max_discard=max_discard, title=title)
             click.echo(f"plot: {plot_path}")
     except OSError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ModuleNotFoundError as exc:
         if exc.name != "matplotlib":
             raise
@@ -403,7 +401,7 @@ def edc_command(
     type=click.IntRange(min=0),
     help="Base seed (same as 'evaluate edc --seed').",
 )
-@click.option("--progress/--no-progress", default=False, help="Show a progress bar on stderr.")
+@_progress_option
 def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_fraction, seed, progress) -> None:
     """Write copies (PNG, same relative names) exactly as 'evaluate edc --degrade' sees them.
 
@@ -421,7 +419,7 @@ def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_f
             images_dir, spec, out_dir, seed=seed, fraction=degrade_fraction, keys=keys, progress=_progress(progress)
         )
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     click.echo(
         f"{res.written} written, {res.skipped} already present (kept), {len(res.failed)} unreadable -> {res.out_dir}"
     )
@@ -444,8 +442,8 @@ def degrade_set_command(images_dir, degrade_spec, out_dir, pairs_path, degrade_f
     help="Photos to use (spread evenly over the sorted list).",
 )
 @click.option("--kinds", default=None, help="Comma-separated degradation kinds (default: all).")
-@click.option("--weights", default="default", show_default=True, help="Quality model: registry name or weights file.")
-@click.option("--device", default=None, help="Torch device (default: automatic).")
+@weights_option
+@device_option
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Degradation seed.")
 @click.option("--table", "table_path", type=_OUT_FILE, help="Write the table here (.csv, or .md for markdown).")
 @click.option("--pairs", "pairs_path", type=_EXISTING_FILE, help="Only the photos named in this pairs file.")
@@ -473,7 +471,7 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
             chosen, scorer=scorer, detector=detector, kinds=kind_list, seed=seed, root=images_dir
         )
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = ev.monotonicity_table(rows)
     click.echo(f"photos: {len(chosen) - skipped} used, {skipped} skipped (no face or unreadable)")
     click.echo(ev.format_table(table))
@@ -482,7 +480,7 @@ def monotonicity_command(images_dir, limit, kinds, weights, device, seed, table_
         try:
             ev.write_table(table, table_path)
         except OSError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         click.echo(f"table: {table_path}")
 
 
@@ -526,7 +524,7 @@ def make_pairs_command(images_dir, out_path, people_from, folds, n_pairs, max_pe
         pairs = make_pairs(photos, n_pairs, seed=seed, max_per_person=max_per_person)
         write_pairs(pairs, out_path)
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     n = sum(p.genuine for p in pairs)
     click.echo(f"{n} genuine and {len(pairs) - n} impostor pairs of {len(photos)} people -> {out_path}")
 
@@ -540,8 +538,8 @@ def make_pairs_command(images_dir, out_path, people_from, folds, n_pairs, max_pe
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1), help="Photos to use (spread evenly over the sorted list).")
 @click.option("--factors", default="1,1.5,2,3,4,6", show_default=True, help="Increasing shrink factors (1 = original).")
 @click.option("--mode", type=click.Choice(["down-up", "down", "both"]), default="both", show_default=True, help="Shrink and enlarge back, only shrink, or both.")
-@click.option("--weights", default="default", show_default=True, help="Quality model: registry name or weights file.")
-@click.option("--device", default=None, help="Torch device (default: automatic).")
+@weights_option
+@device_option
 def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, device) -> None:
     """Are the same faces ranked in order of their real resolution?
 
@@ -558,7 +556,7 @@ def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, de
         modes = ["down-up", "down"] if mode == "both" else [mode]
         results = [ev.resolution_ranking(chosen, assessor, factors=fs, mode=m) for m in modes]
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     names = ", ".join(f"{f:g}" for f in fs)
     click.echo(f"mode     faces  mean_srcc  in_order  lost  mean score per factor ({names})  falls per step")
     for r in results:

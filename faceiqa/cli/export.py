@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from faceiqa.cli._common import fail, weights_option, write_failed
 from faceiqa.errors import FaceIQAError, InvalidArgumentError, WeightsError
 
 
 @click.command("export")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="Write the ONNX model here.")
-@click.option("--weights", default="default", show_default=True, help="Registry name (faceiqa weights list) or checkpoint path.")
+@weights_option
 @click.option("--opset", type=int, default=None, help="ONNX opset version (default 17; 13..20).")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
 def export_cmd(onnx_path: str, weights: str, opset: int | None, overwrite: bool) -> None:
@@ -36,9 +37,9 @@ def export_cmd(onnx_path: str, weights: str, opset: int | None, overwrite: bool)
     except InvalidArgumentError as exc:
         raise click.UsageError(str(exc)) from None
     except (WeightsError, ExportError, FaceIQAError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write --onnx {path}: {exc.strerror or exc}") from None
+        raise write_failed("--onnx", path, exc) from None
     click.echo(f"faceiqa: wrote {out}", err=True)
 
 

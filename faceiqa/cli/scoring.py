@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from faceiqa.errors import FaceIQAError, InvalidArgumentError, WeightsError
+from faceiqa.cli._common import check_device_option, fail, make_assessor, model_options, write_failed
+from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.images import expand_inputs, read_image
 from faceiqa.output.decisions import Policy
 from faceiqa.output.fileops import Transferer, TransferMode
@@ -26,85 +27,6 @@ log = logging.getLogger("faceiqa.cli")
 T = TypeVar("T")
 
 _PAST = {"copy": "copied", "move": "moved", "link": "linked"}
-
-
-def _model_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--weights", default="default", show_default=True, help="Registry name (faceiqa weights list) or checkpoint path."),
-        click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Face crops per forward pass."),
-        click.option("--max-side", type=click.IntRange(min=64), default=1024, show_default=True, help="Detect faces on a copy downscaled to this longest side (pixels)."),
-        click.option("--min-face-size", type=click.IntRange(min=8), default=20, show_default=True, help="Smallest face the detector looks for (pixels, after downscaling)."),
-        click.option("--flip", is_flag=True, help="Average each face's score with its mirror image's."),
-        click.option(
-            "--precision",
-            type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
-            default="fp32",
-            show_default=True,
-            help="Quality model precision: bf16 (CPUs with native bf16, or CUDA) and fp16 (CUDA) are faster and "
-            "change scores by up to about 0.01; auto uses one only where it agrees with fp32. fp32 is the reference.",
-        ),
-        click.option(
-            "--detect-workers",
-            type=click.IntRange(min=0),
-            default=0,
-            show_default=True,
-            help="Threads that detect faces while the model scores. On 2 cores, --detect-workers 2 --mtcnn-threads 1 "
-            "--score-threads 1 is fastest for the face model (scores then differ by float rounding, ~1e-4).",
-        ),
-        click.option(
-            "--mtcnn-threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Torch threads for face detection (default: torch's; 1 is faster on small or busy machines).",
-        ),
-        click.option(
-            "--score-threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Torch threads for the quality model (default: torch's).",
-        ),
-        click.option("--hidden", is_flag=True, help="Include hidden files and folders."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _check_device_option(device: str | None) -> None:
-    """Reject an unknown or unavailable --device before any work (exit code 2)."""
-    if device is None:
-        return
-    from faceiqa._util import pick_device
-
-    try:
-        pick_device(device)
-    except InvalidArgumentError as exc:
-        raise click.BadParameter(str(exc), param_hint="--device") from None
-
-
-def _make_assessor(opts: dict[str, Any]) -> Any:
-    from faceiqa.api import FaceQualityAssessor
-
-    _check_device_option(opts["device"])
-    try:
-        return FaceQualityAssessor(
-            opts["weights"],
-            device=opts["device"],
-            batch_size=opts["batch_size"],
-            max_side=opts["max_side"],
-            min_face_size=opts["min_face_size"],
-            flip=opts["flip"],
-            precision=opts["precision"],
-            detect_workers=opts["detect_workers"],
-            mtcnn_threads=opts["mtcnn_threads"],
-            score_threads=opts["score_threads"],
-        )
-    except WeightsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except InvalidArgumentError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -238,7 +160,7 @@ def _open_csv(path: Path, option: str) -> CsvReportWriter:
     try:
         return CsvReportWriter(path)
     except OSError as exc:
-        raise click.ClickException(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+        raise write_failed(option, path, exc) from None
 
 
 def _write_reports(rows: list[ReportRow], json_path: Path | None, html_path: Path | None, threshold: float | None) -> None:
@@ -252,7 +174,7 @@ def _write_reports(rows: list[ReportRow], json_path: Path | None, html_path: Pat
             else:
                 _html(rows, path, threshold)
         except OSError as exc:
-            raise click.ClickException(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+            raise write_failed(option, path, exc) from None
 
 
 @click.command("score")
@@ -261,7 +183,7 @@ def _write_reports(rows: list[ReportRow], json_path: Path | None, html_path: Pat
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a visual HTML report.")
 @click.option("--overwrite", is_flag=True, help="Replace report files that already exist.")
-@_model_options
+@model_options
 def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | None, html_path: str | None, overwrite: bool, **opts: Any) -> None:
     """Score every face in PATHS (image files and folders, walked recursively).
 
@@ -270,10 +192,10 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
     csv_file = _check_new(csv_path, overwrite, "--csv")
     json_file = _check_new(json_path, overwrite, "--json")
     html_file = _check_new(html_path, overwrite, "--html")
-    _check_device_option(opts["device"])
+    check_device_option(opts["device"])
     files = _inputs(paths, opts["hidden"])
     _guard_reports(files, (csv_file, "--csv"), (json_file, "--json"), (html_file, "--html"))
-    assessor = _make_assessor(opts)
+    assessor = make_assessor(opts)
     rows: list[ReportRow] = []
     if csv_file is not None:
         with _open_csv(csv_file, "--csv") as writer:
@@ -302,7 +224,7 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a visual HTML report.")
 @click.option("--dry-run", is_flag=True, help="Change no photo: print what would be done.")
 @click.option("--overwrite", is_flag=True, help="Replace report files that already exist.")
-@_model_options
+@model_options
 def filter_cmd(
     folder: str,
     min_score: float,
@@ -331,7 +253,7 @@ def filter_cmd(
     report_file = _check_new(report_path, overwrite, "--report")
     json_file = _check_new(json_path, overwrite, "--json")
     html_file = _check_new(html_path, overwrite, "--html")
-    _check_device_option(opts["device"])
+    check_device_option(opts["device"])
     root = Path(folder)
     out = Path(out_dir) if out_dir else None
     if out is not None and out.exists() and not out.is_dir():
@@ -340,7 +262,7 @@ def filter_cmd(
         raise click.BadParameter("is the input folder; choose another folder", param_hint="--out")
     files = _inputs((folder,), opts["hidden"], exclude=out)
     _guard_reports(files, (report_file, "--report"), (json_file, "--json"), (html_file, "--html"))
-    assessor = _make_assessor(opts)
+    assessor = make_assessor(opts)
     if out is not None:
         _check_out(out, dry_run)
     transferer = Transferer(out, mode, dry_run=dry_run) if out is not None else None
@@ -393,7 +315,7 @@ def filter_cmd(
 @click.option("--per-folder", is_flag=True, help="Pick the best photo of each sub-folder (one identity per folder).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the ranking as CSV.")
 @click.option("--overwrite", is_flag=True, help="Replace the CSV if it exists.")
-@_model_options
+@model_options
 def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | None, overwrite: bool, **opts: Any) -> None:
     """List the faces in FOLDER best first.
 
@@ -401,11 +323,11 @@ def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | Non
     enrolment), best first; folders in which no face was scored are named on stderr.
     """
     csv_file = _check_new(csv_path, overwrite, "--csv")
-    _check_device_option(opts["device"])
+    check_device_option(opts["device"])
     root = Path(folder)
     files = _inputs((folder,), opts["hidden"])
     _guard_reports(files, (csv_file, "--csv"))
-    assessor = _make_assessor(opts)
+    assessor = make_assessor(opts)
     rows = list(_run(assessor, files, opts["quiet"]))
     scored = [r for r in rows if r.has_score]
     if per_folder:
@@ -435,7 +357,7 @@ def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | Non
                 w.writerow(header)
                 w.writerows(table)
         except OSError as exc:
-            raise click.ClickException(f"cannot write --csv {csv_file}: {exc.strerror or exc}") from None
+            raise write_failed("--csv", csv_file, exc) from None
     _summary(rows, opts["quiet"])
 
 
@@ -462,11 +384,11 @@ def report_cmd(report_csv: str, html_path: str, min_score: float | None, overwri
     try:
         rows = read_csv(report_csv)
     except InvalidArgumentError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     try:
         _html(rows, html_file, min_score, Path(report_csv).parent)
     except OSError as exc:
-        raise click.ClickException(f"cannot write --html {html_file}: {exc.strerror or exc}") from None
+        raise write_failed("--html", html_file, exc) from None
 
 
 def register(main: click.Group) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from faceiqa.cli._common import fail
 from faceiqa.errors import FaceIQAError
 
 log = logging.getLogger("faceiqa.cli")
@@ -109,7 +110,7 @@ def train_face(images: str | None, pairs: str | None, val_folds: str | None, cac
     try:
         result = train_face_model(data, config, run_dir, resume=resume, progress=not quiet)
     except FaceIQAError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     _report(result)
 
 
@@ -147,7 +148,7 @@ def train_finetune(csv_path: str | None, weights: str | None, images_root: str |
     try:
         result = finetune_hyperiqa(job, config, run_dir, resume=resume, progress=not quiet)
     except FaceIQAError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     _report(result)
 
 
@@ -165,7 +166,7 @@ def export_face(run_dir: str, dest: str, name: str, calibrate: bool) -> None:
     try:
         entry = export_face_model(Path(run_dir), Path(dest), name, calibrate=calibrate)
     except FaceIQAError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     click.echo(json.dumps(entry, indent=2))
 
 

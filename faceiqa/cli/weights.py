@@ -5,11 +5,8 @@ from __future__ import annotations
 import click
 
 from faceiqa import hub as registry
+from faceiqa.cli._common import fail
 from faceiqa.errors import ChecksumError, FaceIQAError, WeightsNotFoundError
-
-
-def _fail(exc: FaceIQAError) -> click.ClickException:
-    return click.ClickException(str(exc))
 
 
 def _size(n: int) -> str:
@@ -31,7 +28,7 @@ def list_cmd() -> None:
     try:
         manifest = registry.load_manifest()
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not manifest.weights:
         click.echo("no weights registered")
         return
@@ -58,7 +55,7 @@ def download_cmd(name: str, force: bool, quiet: bool) -> None:
     try:
         path = registry.download_weights(name, progress=not quiet, force=force)
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     click.echo(str(path))
 
 
@@ -70,7 +67,7 @@ def import_cmd(name: str, path: str) -> None:
     try:
         dest = registry.import_weights(name, path)
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     click.echo(str(dest))
 
 
@@ -86,7 +83,7 @@ def verify_cmd(name: str | None) -> None:
         if name:
             registry.get_spec(name)
     except FaceIQAError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     bad = 0
     for n in names:
         try:

@@ -11,7 +11,7 @@ Needs the ``eval`` extra (pandas, SciPy).
 
 from __future__ import annotations
 
-import importlib
+from faceiqa._util import lazy_getattr
 
 _LAZY = {
     "AgreementResult": "metrics",
@@ -112,8 +112,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"faceiqa.evaluation.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'faceiqa.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

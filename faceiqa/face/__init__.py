@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
+from faceiqa._util import lazy_getattr
 
 _LAZY = {
     "AlignmentTemplate": "alignment",
@@ -28,8 +28,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"faceiqa.face.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'faceiqa.face' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -13,7 +13,7 @@ The names below are imported on first use, so ``faceiqa.models.config`` can be u
 
 from __future__ import annotations
 
-import importlib
+from faceiqa._util import lazy_getattr
 
 _LAZY = {
     "ARCHITECTURES": "architectures",
@@ -48,8 +48,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"faceiqa.models.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'faceiqa.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

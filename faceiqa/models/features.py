@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from faceiqa._util import Registry
 from faceiqa.face.alignment import AlignmentTemplate
 
 
@@ -26,6 +27,6 @@ def log2_resolution(eye_distance: float, template: AlignmentTemplate) -> float:
 #: Per-face values a model may take besides the crop, by the name its registry entry uses
 #: (``input.extra``); each is a function of the inter-eye distance in original pixels and
 #: the alignment template.
-FACE_FEATURES: dict[str, Callable[[float, AlignmentTemplate], float]] = {
-    "log2_resolution": log2_resolution,
-}
+FACE_FEATURES: Registry[Callable[[float, AlignmentTemplate], float]] = Registry(
+    "per-face model input", {"log2_resolution": log2_resolution}
+)

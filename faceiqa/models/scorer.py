@@ -310,7 +310,7 @@ class QualityScorer:
 
     def configure(
         self, *, precision: str | None = None, channels_last: bool | None = None, compile: bool | None = None
-    ) -> "QualityScorer":
+    ) -> QualityScorer:
         """Change the fast-mode settings (None keeps a setting); returns ``self``.
 
         Raises:

@@ -5,7 +5,7 @@ Needs the ``train`` extra.
 
 from __future__ import annotations
 
-import importlib
+from faceiqa._util import lazy_getattr
 
 _LAZY = {
     "Calibration": "calibrate",
@@ -49,8 +49,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"faceiqa.training.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'faceiqa.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

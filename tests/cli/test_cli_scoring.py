@@ -1,8 +1,8 @@
 """End-to-end tests of ``faceiqa score | filter | rank | report`` through click's CliRunner.
 
 Every command runs the real pipeline (MTCNN, alignment, reports, file operations) with the
-tiny random-weight model installed through the registry (tests/tiny_models.py), so scores
-mean nothing: tests that need them are named ``test_tiny_random_...`` and derive their
+tiny random-weight model installed through the registry (tests/helpers/tiny_models.py), so scores
+mean nothing: tests that need them carry the ``tiny_model`` marker and derive their
 expectations from the scores the run itself reports.
 
 The photo folder is built from real photos in ../shared/data (tests that need it skip when
@@ -26,7 +26,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from imagefiles import running_as_root, write_png_with_declared_size
-from test_pipeline import ScriptedDetector, picture, save_png
+from scripted import ScriptedDetector, picture, save_png
 from tiny_models import install_tiny_model
 
 from faceiqa.cli import main
@@ -182,7 +182,8 @@ def split_threshold(best: dict[str, float]) -> tuple[float, set[str], set[str]]:
 # --------------------------------------------------------------------------- score and the report contract
 
 
-def test_tiny_random_score_report_contract(reference):
+@pytest.mark.tiny_model
+def test_score_report_contract(reference):
     result, root, rows = reference["result"], reference["root"], reference["rows"]
     assert result.exit_code == 0, result.output  # bad files do not fail the run
     assert result.stdout == ""  # the CSV went to --csv
@@ -223,7 +224,8 @@ def test_tiny_random_score_report_contract(reference):
     assert "notes.txt" not in photos
 
 
-def test_tiny_random_score_json_holds_the_same_records_as_the_csv(reference):
+@pytest.mark.tiny_model
+def test_score_json_holds_the_same_records_as_the_csv(reference):
     records = json.loads(reference["json"].read_text())
     rows = reference["rows"]
     assert len(records) == len(rows)
@@ -243,7 +245,8 @@ def test_tiny_random_score_json_holds_the_same_records_as_the_csv(reference):
                 assert value == pytest.approx(float(cell), abs=0.006)
 
 
-def test_tiny_random_score_to_stdout_follows_argument_order_and_quiet_is_silent(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_score_to_stdout_follows_argument_order_and_quiet_is_silent(tiny_model, photos, tmp_path):
     single = photos / "Aaron_Sorkin" / "Aaron_Sorkin_0002.jpg"
     result = run("score", photos / "group", single, photos / "bad" / "empty.jpg", "-q", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -255,7 +258,8 @@ def test_tiny_random_score_to_stdout_follows_argument_order_and_quiet_is_silent(
     assert [r["status"] for r in rows].count("error") == 1 and rows[-1]["status"] == "error"
 
 
-def test_tiny_random_exit_1_when_nothing_can_be_processed(tiny_model, tmp_path):
+@pytest.mark.tiny_model
+def test_exit_1_when_nothing_can_be_processed(tiny_model, tmp_path):
     only_bad = tmp_path / "only_bad"
     src = tmp_path / "src.jpg"
     src.write_bytes(b"\xff\xd8\xff\xe0" + bytes(4000))
@@ -324,7 +328,8 @@ def test_usage_errors_exit_2_and_change_nothing(tiny_model, tmp_path, args, word
 # --------------------------------------------------------------------------- filter
 
 
-def test_tiny_random_filter_copy_keeps_structure_and_a_second_run_never_overwrites(tiny_model, photos, reference):
+@pytest.mark.tiny_model
+def test_filter_copy_keeps_structure_and_a_second_run_never_overwrites(tiny_model, photos, reference):
     threshold, passing, failing = split_threshold(reference["best"])
     out = photos / "kept"  # inside the input folder: must not be scanned again
     sources = snapshot(photos)
@@ -366,7 +371,8 @@ def test_tiny_random_filter_copy_keeps_structure_and_a_second_run_never_overwrit
         assert (out / p).read_bytes() == (out / Path(p).with_name(Path(p).stem + "_1.jpg")).read_bytes()
 
 
-def test_tiny_random_filter_move_never_loses_a_photo_when_some_destinations_fail(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_move_never_loses_a_photo_when_some_destinations_fail(tiny_model, photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "Aaron_Sorkin").write_bytes(b"a file where a folder should go")  # Sorkin's photos cannot land
@@ -386,7 +392,8 @@ def test_tiny_random_filter_move_never_loses_a_photo_when_some_destinations_fail
     assert (out / "Aaron_Sorkin").read_bytes() == b"a file where a folder should go"
 
 
-def test_tiny_random_filter_move_into_an_unwritable_out_touches_nothing(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_move_into_an_unwritable_out_touches_nothing(tiny_model, photos, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_bytes(b"a regular file")
     before = snapshot(tmp_path)
@@ -398,7 +405,8 @@ def test_tiny_random_filter_move_into_an_unwritable_out_touches_nothing(tiny_mod
 
 
 @pytest.mark.skipif(running_as_root(), reason="root ignores folder permissions")
-def test_tiny_random_filter_move_into_a_read_only_folder_touches_nothing(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_move_into_a_read_only_folder_touches_nothing(tiny_model, photos, tmp_path):
     out = tmp_path / "locked"
     out.mkdir()
     out.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -412,7 +420,8 @@ def test_tiny_random_filter_move_into_a_read_only_folder_touches_nothing(tiny_mo
     assert after == before and not list(out.iterdir())
 
 
-def test_tiny_random_filter_move_moves_only_passing_photos(tiny_model, photos, reference, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_move_moves_only_passing_photos(tiny_model, photos, reference, tmp_path):
     threshold, passing, _ = split_threshold(reference["best"])
     out = tmp_path / "moved"
     before = file_hashes(photos)
@@ -424,7 +433,8 @@ def test_tiny_random_filter_move_moves_only_passing_photos(tiny_model, photos, r
     assert file_hashes(photos, out) == before
 
 
-def test_tiny_random_filter_link_mode(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_link_mode(tiny_model, photos, tmp_path):
     out = tmp_path / "linked"
     before = snapshot(photos)
     result = run("filter", photos, "--min", "0", "--out", out, "--mode", "link", "-q")
@@ -437,7 +447,8 @@ def test_tiny_random_filter_link_mode(tiny_model, photos, tmp_path):
     assert snapshot(photos) == before
 
 
-def test_tiny_random_filter_dry_run_changes_nothing_and_prints_the_plan(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_dry_run_changes_nothing_and_prints_the_plan(tiny_model, photos, tmp_path):
     out = tmp_path / "out"
     before = snapshot(tmp_path)
     report = tmp_path / "plan.csv"
@@ -474,7 +485,8 @@ def scripted_photos(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def test_tiny_random_generated_photos_dry_run_then_move_then_copy_twice(tiny_model, scripted_photos, tmp_path):
+@pytest.mark.tiny_model
+def test_generated_photos_dry_run_then_move_then_copy_twice(tiny_model, scripted_photos, tmp_path):
     root = scripted_photos
     result = run("score", root, "--json", tmp_path / "s.json", "-q")
     assert result.exit_code == 0, result.output
@@ -509,7 +521,8 @@ def test_tiny_random_generated_photos_dry_run_then_move_then_copy_twice(tiny_mod
     assert names == sorted([*failing, *(str(Path(p).with_name(Path(p).stem + "_1.png")) for p in failing)])
 
 
-def test_tiny_random_filter_move_into_a_folder_that_refuses_writes_touches_nothing(
+@pytest.mark.tiny_model
+def test_filter_move_into_a_folder_that_refuses_writes_touches_nothing(
     tiny_model, scripted_photos, tmp_path, monkeypatch
 ):
     # What a read-only --out does for a normal user, simulated so that it also runs as root.
@@ -535,7 +548,8 @@ def test_tiny_random_filter_move_into_a_folder_that_refuses_writes_touches_nothi
 # --------------------------------------------------------------------------- rank
 
 
-def test_tiny_random_rank_top_k_and_best_photo_per_folder(tiny_model, photos, reference):
+@pytest.mark.tiny_model
+def test_rank_top_k_and_best_photo_per_folder(tiny_model, photos, reference):
     faces = sorted(
         ((float(r["score"]), rel(r["path"], reference["root"]), int(r["face"])) for r in reference["rows"] if r["score"]),
         key=lambda t: (-t[0], t[1], t[2]),
@@ -610,7 +624,8 @@ def check_page(page: Page, rows: list[dict[str, str]], threshold: float | None) 
         assert sum(f["class"] == "face fail" for f in page.faces) == sum(s < threshold for s in scored)
 
 
-def test_tiny_random_report_command_renders_the_csv_as_html(reference, tmp_path):
+@pytest.mark.tiny_model
+def test_report_command_renders_the_csv_as_html(reference, tmp_path):
     out = tmp_path / "page.html"
     result = run("report", reference["csv"], "--html", out, "--min", "0.5")
     assert result.exit_code == 0, result.output
@@ -623,7 +638,8 @@ def test_tiny_random_report_command_renders_the_csv_as_html(reference, tmp_path)
     assert not (tmp_path / "x.html").exists()
 
 
-def test_tiny_random_html_option_on_score_and_filter(tiny_model, photos, tmp_path):
+@pytest.mark.tiny_model
+def test_html_option_on_score_and_filter(tiny_model, photos, tmp_path):
     result = run("score", photos, "--csv", tmp_path / "s.csv", "--html", tmp_path / "s.html", "-q")
     assert result.exit_code == 0, result.output
     _, rows = read_report(tmp_path / "s.csv")

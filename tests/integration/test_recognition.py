@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TEST_DATA
+from paths import REPO, TEST_DATA
 from PIL import Image
 
 from faceiqa.errors import CheckpointError, InvalidArgumentError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from click.testing import CliRunner
-from conftest import REPO
+from paths import REPO
 
 import faceiqa
 from faceiqa.cli import main
@@ -32,3 +32,16 @@ def test_version_and_help():
     assert result.exit_code == 0
     assert faceiqa.__version__ in result.output
     assert runner.invoke(main, ["--help"]).exit_code == 0
+
+
+def test_the_code_passes_its_ruff_configuration():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with the dev extra)")
+    result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]

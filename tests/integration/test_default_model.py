@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TEST_DATA
+from paths import REPO, TEST_DATA
 
 from faceiqa.api import FaceQualityAssessor
 from faceiqa.hub.store import get_spec, resolve, verify

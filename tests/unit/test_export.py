@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from paths import REPO
 from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_hypernet, tiny_random_scorer
 
 from faceiqa.errors import InvalidArgumentError
@@ -24,7 +25,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from faceiqa.cli import main  # noqa: E402
-from faceiqa.export.onnx import ExportError, export_onnx
+from faceiqa.export.onnx import ExportError, export_onnx  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -89,7 +90,8 @@ def test_face_architecture_onnx_matches_pytorch(tmp_path):
 
 
 @pytest.mark.parametrize("mapping", [ScoreMapping.logistic(0.0, 0.05), ScoreMapping.linear(-1.0, 1.0), ScoreMapping.identity()])
-def test_tiny_hyperiqa_onnx_matches_pytorch(tmp_path, mapping):
+@pytest.mark.tiny_model
+def test_hyperiqa_onnx_matches_pytorch(tmp_path, mapping):
     scorer = tiny_random_scorer(mapping=mapping)
     path = export_onnx(scorer, tmp_path / "tiny.onnx", opset=13)
     sess = _session(path)
@@ -102,7 +104,8 @@ def test_tiny_hyperiqa_onnx_matches_pytorch(tmp_path, mapping):
     assert _props(path)["opset"] == "13"
 
 
-def test_tiny_hyperiqa_with_extra_input_and_unchanged_scorer(tmp_path):
+@pytest.mark.tiny_model
+def test_hyperiqa_with_extra_input_and_unchanged_scorer(tmp_path):
     torch.manual_seed(0)
     scorer = QualityScorer(tiny_random_hypernet(extra=2), ModelConfig(name="tiny-extra", size=TINY_SIZE, template="tiny-64"), device="cpu")
     crops = _crops(3, TINY_SIZE, seed=4)
@@ -161,12 +164,11 @@ def test_full_resnet50_hyperiqa_onnx_matches_pytorch(tmp_path):
 
 def test_shipped_default_model_onnx_matches_pytorch_on_example_faces(tmp_path):
     """The real default weights (faceiqa-face), on aligned faces of the shipped example photo."""
-    from pathlib import Path
 
     from faceiqa.api import FaceQualityAssessor
 
     assessor = FaceQualityAssessor(weights="default", device="cpu")
-    photo = Path(__file__).resolve().parents[1] / "examples" / "photos" / "bald_guys.jpg"
+    photo = REPO / "examples" / "photos" / "bald_guys.jpg"
     from faceiqa.images import read_image
 
     image = read_image(photo)

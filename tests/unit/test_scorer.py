@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from official_hyperiqa import tiny_random_hypernet
+from paths import REPO
 from PIL import Image
-from test_hypernet import tiny_random_hypernet
 
 from faceiqa.errors import InvalidArgumentError, WeightsNotFoundError
 from faceiqa.hub.store import sha256_file
@@ -35,7 +35,8 @@ def images(n: int, h: int = SIZE, w: int = SIZE, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
-def test_tiny_random_scores_are_float64_in_unit_range_with_raw_kept():
+@pytest.mark.tiny_model
+def test_scores_are_float64_in_unit_range_with_raw_kept():
     scorer = tiny_random_scorer()
     res = scorer.score_crops(images(5))
     assert isinstance(res, Scores) and len(res) == 5
@@ -46,14 +47,16 @@ def test_tiny_random_scores_are_float64_in_unit_range_with_raw_kept():
     assert len(np.unique(res.raw)) == 5  # the raw value is the model's, not a constant
 
 
-def test_tiny_random_same_input_same_score_bit_for_bit():
+@pytest.mark.tiny_model
+def test_same_input_same_score_bit_for_bit():
     scorer = tiny_random_scorer()
     x = images(3, 80, 100)
     a, b = scorer.score_image(x), scorer.score_image(x)
     assert np.array_equal(a.raw, b.raw) and np.array_equal(a.score, b.score)
 
 
-def test_tiny_random_batch_of_one_vs_batch_of_n():
+@pytest.mark.tiny_model
+def test_batch_of_one_vs_batch_of_n():
     x = images(6, seed=1)
     batched = tiny_random_scorer(batch_size=6).score_crops(x).raw
     single = np.concatenate([tiny_random_scorer(batch_size=1).score_crops(x[i]).raw for i in range(6)])
@@ -61,7 +64,8 @@ def test_tiny_random_batch_of_one_vs_batch_of_n():
     np.testing.assert_allclose(single, batched, rtol=0, atol=1e-6)
 
 
-def test_full_size_resnet50_is_deterministic_and_batch_independent():
+@pytest.mark.full_size
+def test_resnet50_is_deterministic_and_batch_independent():
     torch.manual_seed(0)
     scorer = QualityScorer(hyperiqa_resnet50(), ModelConfig(name="r50-random", size=224, template="hyperiqa-224"), device="cpu", batch_size=2)
     x = images(2, 224, 224, seed=2)
@@ -73,7 +77,8 @@ def test_full_size_resnet50_is_deterministic_and_batch_independent():
     np.testing.assert_allclose(alone.raw, first.raw[1:2], rtol=1e-5, atol=1e-6)
 
 
-def test_tiny_random_input_forms_agree():
+@pytest.mark.tiny_model
+def test_input_forms_agree():
     scorer = tiny_random_scorer()
     x = images(2, seed=3)
     ref = scorer.score_crops(x).raw
@@ -90,7 +95,8 @@ def test_tiny_random_input_forms_agree():
     assert scorer.score_crops(gray).raw.shape == (1,)
 
 
-def test_tiny_random_normalisation_is_imagenet():
+@pytest.mark.tiny_model
+def test_normalisation_is_imagenet():
     seen = []
 
     class Probe(torch.nn.Module):
@@ -116,12 +122,14 @@ def test_tiny_random_normalisation_is_imagenet():
         ([], "no images"),
     ],
 )
-def test_tiny_random_bad_inputs_raise_clear_errors(bad, match):
+@pytest.mark.tiny_model
+def test_bad_inputs_raise_clear_errors(bad, match):
     with pytest.raises(InvalidArgumentError, match=match):
         tiny_random_scorer().score_crops(bad)
 
 
-def test_tiny_random_flip_averages_raw_outputs():
+@pytest.mark.tiny_model
+def test_flip_averages_raw_outputs():
     scorer = tiny_random_scorer()
     x = images(2, seed=4)
     plain = scorer.score_crops(x).raw
@@ -144,7 +152,8 @@ def test_crop_grid_covers_both_borders_and_dedupes():
         crop_grid(63, 64, 64, 5)
 
 
-def test_tiny_random_score_image_protocol():
+@pytest.mark.tiny_model
+def test_score_image_protocol():
     scorer = tiny_random_scorer(grid=3)
     exact = images(1, seed=5)
     np.testing.assert_array_equal(scorer.score_image(exact).raw, scorer.score_crops(exact).raw)
@@ -160,7 +169,8 @@ def test_tiny_random_score_image_protocol():
     assert scorer.score_image(small).n_crops.tolist() == [3]
 
 
-def test_tiny_random_score_image_mixed_sizes_match_single_calls():
+@pytest.mark.tiny_model
+def test_score_image_mixed_sizes_match_single_calls():
     scorer = tiny_random_scorer(batch_size=4)
     items = [images(1, 70, 90, seed=8)[0], images(1, 64, 64, seed=9)[0], Image.fromarray(images(1, 40, 40, seed=10)[0])]
     together = scorer.score_image(items)
@@ -169,7 +179,8 @@ def test_tiny_random_score_image_mixed_sizes_match_single_calls():
     assert together.n_crops.tolist() == [scorer.score_image(item).n_crops[0] for item in items]
 
 
-def test_tiny_random_scorer_runs_in_eval_mode_even_if_the_model_was_switched():
+@pytest.mark.tiny_model
+def test_scorer_runs_in_eval_mode_even_if_the_model_was_switched():
     scorer = tiny_random_scorer()
     x = images(2, seed=11)
     before = scorer.score_crops(x).raw
@@ -179,7 +190,8 @@ def test_tiny_random_scorer_runs_in_eval_mode_even_if_the_model_was_switched():
     assert not scorer.model.training
 
 
-def test_tiny_random_extra_inputs_are_required_and_used():
+@pytest.mark.tiny_model
+def test_extra_inputs_are_required_and_used():
     scorer = tiny_random_scorer(extra=1)
     assert scorer.extra_inputs == 1
     x = images(2, seed=12)
@@ -240,7 +252,8 @@ def _manifest_for(tmp_path, file_path, name="hyperiqa-test"):
     return manifest
 
 
-def test_full_size_load_scorer_by_name_default_and_path(tmp_path, monkeypatch):
+@pytest.mark.full_size
+def test_load_scorer_by_name_default_and_path(tmp_path, monkeypatch):
     torch.manual_seed(4)
     source = hyperiqa_resnet50()
     home = tmp_path / "home"

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from test_hypernet import OFFICIAL_HEAD, official_resnet_keys, tiny_random_hypernet
+from official_hyperiqa import OFFICIAL_HEAD, official_resnet_keys, tiny_random_hypernet
 
 from faceiqa.errors import CheckpointError, WeightsNotFoundError
 from faceiqa.models import hyperiqa_resnet50
@@ -80,7 +80,8 @@ def assert_loaded(model, state: dict[str, torch.Tensor]) -> None:
             assert torch.equal(loaded[key], value), key
 
 
-def test_full_size_synthetic_official_file_loads_strictly(tmp_path):
+@pytest.mark.full_size
+def test_synthetic_official_file_loads_strictly(tmp_path):
     state = synthetic_official_state(with_nbt=False)
     path = tmp_path / "koniq_pretrained.pkl"
     torch.save(state, path)
@@ -88,7 +89,8 @@ def test_full_size_synthetic_official_file_loads_strictly(tmp_path):
     assert_loaded(model, state)
 
 
-def test_full_size_synthetic_pyiqa_layout_loads_strictly(tmp_path):
+@pytest.mark.full_size
+def test_synthetic_pyiqa_layout_loads_strictly(tmp_path):
     state = synthetic_official_state(with_nbt=True, seed=11)
     py = official_to_pyiqa(state)
     body = {k for k in py if k.startswith("base_model.")}
@@ -122,21 +124,24 @@ def tiny_state(seed: int = 5) -> dict[str, torch.Tensor]:
     return tiny_random_hypernet(seed=seed).state_dict()
 
 
-def test_tiny_random_missing_key_is_named():
+@pytest.mark.tiny_model
+def test_missing_key_is_named():
     state = tiny_state()
     del state["fc5b_fc.bias"]
     with pytest.raises(CheckpointError, match=r"1 missing key\(s\): fc5b_fc\.bias"):
         load_hypernet_state(tiny_random_hypernet(), state)
 
 
-def test_tiny_random_unexpected_key_is_named():
+@pytest.mark.tiny_model
+def test_unexpected_key_is_named():
     state = tiny_state()
     state["res.lda9_fc.weight"] = torch.zeros(3)
     with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\): res\.lda9_fc\.weight"):
         load_hypernet_state(tiny_random_hypernet(), state)
 
 
-def test_tiny_random_misshaped_key_is_named_with_both_shapes():
+@pytest.mark.tiny_model
+def test_misshaped_key_is_named_with_both_shapes():
     state = tiny_state()
     state["fc1b_fc.bias"] = torch.zeros(17)
     with pytest.raises(CheckpointError, match=r"fc1b_fc\.bias \(checkpoint \[17\], model \[16\]\)"):
@@ -154,7 +159,8 @@ def test_tiny_random_misshaped_key_is_named_with_both_shapes():
     ],
     ids=["module-prefix", "no-num_batches_tracked", "state_dict-wrapper", "params-wrapper", "nested"],
 )
-def test_tiny_random_checkpoint_variants_load(tmp_path, wrap):
+@pytest.mark.tiny_model
+def test_checkpoint_variants_load(tmp_path, wrap):
     state = tiny_state()
     path = tmp_path / "ckpt.pth"
     torch.save(wrap(state), path)
@@ -162,7 +168,8 @@ def test_tiny_random_checkpoint_variants_load(tmp_path, wrap):
     assert_loaded(model, state)
 
 
-def test_tiny_random_legacy_serialization_loads(tmp_path):
+@pytest.mark.tiny_model
+def test_legacy_serialization_loads(tmp_path):
     """Files written by torch < 1.6 (the official checkpoint's era) use the legacy format."""
     state = tiny_state()
     path = tmp_path / "legacy.pkl"
@@ -183,7 +190,8 @@ def _relocate_to_cuda(src, dst) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA to prove the mapping")
-def test_tiny_random_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
+@pytest.mark.tiny_model
+def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
     state = tiny_state()
     cpu_file, cuda_file = tmp_path / "cpu.pth", tmp_path / "cuda.pth"
     torch.save(state, cpu_file)
@@ -196,7 +204,8 @@ def test_tiny_random_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
     assert_loaded(model, state)
 
 
-def test_tiny_random_official_and_pyiqa_files_give_identical_outputs(tmp_path):
+@pytest.mark.tiny_model
+def test_official_and_pyiqa_files_give_identical_outputs(tmp_path):
     source = tiny_random_hypernet(seed=21)
     off = save_hypernet(source, tmp_path / "official.pth", OFFICIAL)
     py = save_hypernet(source, tmp_path / "pyiqa.pth", PYIQA)

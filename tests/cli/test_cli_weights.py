@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from test_weights import PAYLOAD, PAYLOAD_SHA, FileServer, write_manifest
+from fileserver import PAYLOAD, PAYLOAD_SHA, FileServer, write_manifest
 
 import faceiqa.hub as registry
 from faceiqa.cli import main

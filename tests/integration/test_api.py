@@ -18,11 +18,12 @@ import pytest
 import torch
 from imagefiles import write_bad_files
 from PIL import Image
+from scripted import EYE_DISTANCES, ScriptedDetector, picture, save_png
 from tiny_models import TINY_SIZE, install_tiny_model, tiny_random_scorer
 
 from faceiqa.api import FaceQualityAssessor, FilterResult, ImageAssessment
 from faceiqa.errors import FaceIQAError, ImageReadError, InvalidArgumentError
-from faceiqa.face.detection import DetectedFace, FaceDetector
+from faceiqa.face.detection import FaceDetector
 from faceiqa.output.decisions import Policy
 from faceiqa.output.reports import Status
 
@@ -32,50 +33,14 @@ from faceiqa.output.reports import Status
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-EYE_DISTANCES = (60.0, 36.0, 12.0)  # largest first; 12 px is below the default small_face 20 px
 
 
-def _scripted_face(i: int, cx: float, cy: float, d: float) -> DetectedFace:
-    landmarks = [
-        (cx - d / 2, cy),
-        (cx + d / 2, cy),
-        (cx, cy + 0.45 * d),
-        (cx - 0.38 * d, cy + 0.9 * d),
-        (cx + 0.38 * d, cy + 0.9 * d),
-    ]
-    return DetectedFace((cx - d, cy - 0.9 * d, cx + d, cy + 1.5 * d), 0.99 - 0.01 * i, landmarks)
 
 
-class ScriptedDetector:
-    """Stands in for MTCNN on generated pictures.
-
-    The red value of pixel (0, 0) says how many faces (0-3) the picture holds; the faces
-    have the eye distances of ``EYE_DISTANCES``, largest first, like ``FaceDetector``.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
-        self.calls += 1
-        n = int(rgb[0, 0, 0]) % 4
-        h, w = rgb.shape[:2]
-        return [_scripted_face(i, w * (i + 1) / 4, h * 0.4, d) for i, d in enumerate(EYE_DISTANCES[:n])]
 
 
-def picture(n_faces: int, seed: int, size: tuple[int, int] = (160, 200)) -> np.ndarray:
-    """A smooth random (H, W, 3) uint8 picture that ``ScriptedDetector`` sees ``n_faces`` faces in."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
-    img = np.ascontiguousarray(np.kron(small, np.ones((8, 8, 1), np.uint8)))
-    img[0, 0, 0] = n_faces
-    return img
 
 
-def save_png(img: np.ndarray, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +60,8 @@ def scores_of(faces) -> list[float]:
 # --------------------------------------------------------------------------- assess (generated)
 
 
-def test_tiny_random_assess_gives_identical_scores_for_path_pil_array_and_tensor(scorer, tmp_path):
+@pytest.mark.tiny_model
+def test_assess_gives_identical_scores_for_path_pil_array_and_tensor(scorer, tmp_path):
     img = picture(2, seed=1)
     path = save_png(img, tmp_path / "two faces.png")
     a = scripted(scorer)
@@ -117,7 +83,8 @@ def test_tiny_random_assess_gives_identical_scores_for_path_pil_array_and_tensor
         assert [f.box for f in faces] == [f.box for f in reference], name
 
 
-def test_tiny_random_assess_returns_faces_largest_first_with_all_fields(scorer):
+@pytest.mark.tiny_model
+def test_assess_returns_faces_largest_first_with_all_fields(scorer):
     a = scripted(scorer)
     faces = a.assess(picture(3, seed=2))
     assert [f.index for f in faces] == [0, 1, 2]
@@ -142,7 +109,8 @@ def test_tiny_random_assess_returns_faces_largest_first_with_all_fields(scorer):
     assert scripted(scorer).assess(picture(0, seed=3)) == []
 
 
-def test_tiny_random_assess_raises_typed_errors_for_bad_input(scorer, tmp_path):
+@pytest.mark.tiny_model
+def test_assess_raises_typed_errors_for_bad_input(scorer, tmp_path):
     a = scripted(scorer)
     with pytest.raises(ImageReadError, match="file not found"):
         a.assess(tmp_path / "missing.jpg")
@@ -196,7 +164,8 @@ def _mixed_inputs(tmp_path: Path) -> tuple[list, list[tuple[str, Status]]]:
 
 
 @pytest.mark.parametrize("batch_size,read_workers", [(1, 0), (3, 1), (64, 2)])
-def test_tiny_random_assess_many_one_result_per_input_in_order(scorer, tmp_path, batch_size, read_workers):
+@pytest.mark.tiny_model
+def test_assess_many_one_result_per_input_in_order(scorer, tmp_path, batch_size, read_workers):
     items, expect = _mixed_inputs(tmp_path)
     a = scripted(scorer, batch_size=batch_size, read_workers=read_workers)
     results = list(a.assess_many(items))  # never raises for bad inputs
@@ -219,7 +188,8 @@ def test_tiny_random_assess_many_one_result_per_input_in_order(scorer, tmp_path,
         assert [row.face for row in r.rows()] == list(range(len(r.faces)))
 
 
-def test_tiny_random_assess_many_survives_unexpected_reader_failures(scorer, tmp_path, monkeypatch):
+@pytest.mark.tiny_model
+def test_assess_many_survives_unexpected_reader_failures(scorer, tmp_path, monkeypatch):
     import faceiqa.api as pipeline
 
     real = pipeline.to_rgb
@@ -236,7 +206,8 @@ def test_tiny_random_assess_many_survives_unexpected_reader_failures(scorer, tmp
     assert "decoder crashed badly" in results[1].error and "RuntimeError" in results[1].error
 
 
-def test_tiny_random_assess_many_same_input_twice_is_bit_identical(scorer, tmp_path):
+@pytest.mark.tiny_model
+def test_assess_many_same_input_twice_is_bit_identical(scorer, tmp_path):
     items, _ = _mixed_inputs(tmp_path)
     a = scripted(scorer, batch_size=4)
     first = [(r.source, r.error, [(f.score, f.raw_score, f.box) for f in r.faces]) for r in a.assess_many(items)]
@@ -261,7 +232,8 @@ class CountingInput:
 
 @pytest.mark.parametrize("faces", [[1] * 30, [0] * 30, [3, 0, 0, 1] * 8])
 @pytest.mark.parametrize("read_workers", [0, 1])
-def test_tiny_random_assess_many_streams_from_a_generator(scorer, faces, read_workers):
+@pytest.mark.tiny_model
+def test_assess_many_streams_from_a_generator(scorer, faces, read_workers):
     source = CountingInput(faces)
     a = scripted(scorer, batch_size=2, read_workers=read_workers)
     results = a.assess_many(iter(source))
@@ -274,7 +246,8 @@ def test_tiny_random_assess_many_streams_from_a_generator(scorer, faces, read_wo
     assert [len(r.faces) for r in [first, *rest]] == faces
 
 
-def test_tiny_random_assess_many_yields_faceless_pictures_without_waiting_for_a_batch(scorer):
+@pytest.mark.tiny_model
+def test_assess_many_yields_faceless_pictures_without_waiting_for_a_batch(scorer):
     # 40 pictures without a face and a large batch: results must still flow one by one
     source = CountingInput([0] * 40)
     a = scripted(scorer, batch_size=1000, read_workers=0)
@@ -288,7 +261,8 @@ def test_tiny_random_assess_many_yields_faceless_pictures_without_waiting_for_a_
 # --------------------------------------------------------------------------- score_crops (generated)
 
 
-def test_tiny_random_score_crops_matches_assess_and_checks_its_input(scorer):
+@pytest.mark.tiny_model
+def test_score_crops_matches_assess_and_checks_its_input(scorer):
     a = scripted(scorer)
     img = picture(3, seed=5)
     faces = a.detector.detect(img)
@@ -318,7 +292,8 @@ def _filter_folder(tmp_path: Path) -> Path:
     return root
 
 
-def test_tiny_random_filter_splits_passed_and_failed_with_reasons(scorer, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_splits_passed_and_failed_with_reasons(scorer, tmp_path):
     root = _filter_folder(tmp_path)
     a = scripted(scorer)
     every = a.filter(root, 0.0)  # a single folder path is accepted
@@ -350,7 +325,8 @@ def test_tiny_random_filter_splits_passed_and_failed_with_reasons(scorer, tmp_pa
     assert {d.path for d in strict.passed} <= {d.path for d in result.passed}
 
 
-def test_tiny_random_filter_checks_arguments_before_any_work(scorer, tmp_path):
+@pytest.mark.tiny_model
+def test_filter_checks_arguments_before_any_work(scorer, tmp_path):
     root = _filter_folder(tmp_path)
     a = scripted(scorer)
     for bad in (dict(min_score=1.5), dict(min_score=float("nan")), dict(min_score="high"), dict(min_score=None)):
@@ -378,7 +354,8 @@ def test_constructor_rejects_bad_arguments(scorer, tmp_path, monkeypatch):
         FaceQualityAssessor("no-such-weights", device="cpu")
 
 
-def test_tiny_random_library_prints_nothing(scorer, tmp_path, capfd):
+@pytest.mark.tiny_model
+def test_library_prints_nothing(scorer, tmp_path, capfd):
     items, _ = _mixed_inputs(tmp_path)
     a = scripted(scorer, batch_size=2)
     list(a.assess_many(items))
@@ -416,7 +393,8 @@ def real_photos(lfw_dir, detect_samples, tmp_path_factory) -> list[Path]:
     return photos
 
 
-def test_tiny_random_real_photos_assess_many_matches_assess(scorer, mtcnn, real_photos):
+@pytest.mark.tiny_model
+def test_real_photos_assess_many_matches_assess(scorer, mtcnn, real_photos):
     a = FaceQualityAssessor(scorer=scorer, detector=mtcnn, batch_size=3)
     results = list(a.assess_many(real_photos))
     assert [r.source for r in results] == [str(p) for p in real_photos]
@@ -437,7 +415,8 @@ def test_tiny_random_real_photos_assess_many_matches_assess(scorer, mtcnn, real_
             assert f.eye_distance > 20 and f.flags == ()  # LFW and this group photo: no small face
 
 
-def test_tiny_random_real_photo_same_scores_for_every_input_form(scorer, mtcnn, real_photos):
+@pytest.mark.tiny_model
+def test_real_photo_same_scores_for_every_input_form(scorer, mtcnn, real_photos):
     a = FaceQualityAssessor(scorer=scorer, detector=mtcnn)
     path = real_photos[0]
     rgb = np.array(Image.open(path).convert("RGB"))
@@ -446,7 +425,8 @@ def test_tiny_random_real_photo_same_scores_for_every_input_form(scorer, mtcnn, 
     assert len(results[0]) >= 1 and all(r == results[0] for r in results)
 
 
-def test_tiny_random_real_photo_small_face_flag(scorer, mtcnn, real_photos):
+@pytest.mark.tiny_model
+def test_real_photo_small_face_flag(scorer, mtcnn, real_photos):
     a = FaceQualityAssessor(scorer=scorer, detector=mtcnn)
     big = a.assess(real_photos[2])
     assert big and big[0].flags == ()
