@@ -6,7 +6,7 @@ centre is closest to the image centre, align it to dlib's 150x150 chip (template
 ``dlib-150``) from its five landmarks and compute the 128-d descriptor. Photos without a
 detection are aligned with the median landmarks of the detected photos (a fixed centre
 crop; they are counted and reported). Pair distances then go through the standard k-fold
-threshold protocol (``faceiqa.verification.kfold_accuracy``).
+threshold protocol (``faceiqa.evaluation.verification.kfold_accuracy``).
 
 Usage (from the repository root; about 10 minutes on 2 CPU cores for all 8 folds)::
 
@@ -47,7 +47,7 @@ def _load_rgb(path: Path) -> np.ndarray:
 
 
 class _Detector:
-    """MTCNN through faceiqa.detection.FaceDetector, or facenet-pytorch directly without it."""
+    """MTCNN through faceiqa.face.detection.FaceDetector, or facenet-pytorch directly without it."""
 
     def __init__(self, device: str) -> None:
         try:

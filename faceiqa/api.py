@@ -109,7 +109,7 @@ class FaceQualityAssessor:
             it (nor on ``read_workers``): crops are batched in input order either way.
         mtcnn_threads: torch intra-op threads while MTCNN runs on the CPU (None: the
             calling thread's setting; 1 is faster on small or busy machines but changes boxes
-            by float rounding, see :class:`~faceiqa.detection.FaceDetector`); ignored when
+            by float rounding, see :class:`~faceiqa.face.detection.FaceDetector`); ignored when
             ``detector`` is given.
         score_threads: torch intra-op threads while the quality model runs on the CPU
             (None: the calling thread's setting). With ``detect_workers`` the stages share
@@ -216,7 +216,7 @@ class FaceQualityAssessor:
         """Score crops that are already aligned to the model's template and input size.
 
         For pipelines that detect and align faces themselves (use :meth:`align` or
-        ``faceiqa.alignment.align_face`` with ``self.template``). Models that also take the
+        ``faceiqa.face.alignment.align_face`` with ``self.template``). Models that also take the
         face size (``scorer.config.extra``) need each face's ``eye_distance`` in
         original-image pixels.
         """
@@ -249,7 +249,7 @@ class FaceQualityAssessor:
 
         Args:
             image: a path, a PIL image, an (H, W, 3) uint8 RGB array or a float tensor
-                in [0, 1] (see :func:`faceiqa.io.to_rgb`).
+                in [0, 1] (see :func:`faceiqa.images.to_rgb`).
 
         Raises:
             ImageReadError: the file cannot be read as an image.

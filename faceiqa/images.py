@@ -312,7 +312,7 @@ def check_rgb(image: Any, what: str = "image", min_side: int = 1) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InvalidArgumentError(
             f"{what} must be an (H, W, 3) uint8 RGB numpy array, got {type(image).__name__} "
-            "(faceiqa.io.to_rgb converts paths, PIL images and tensors)"
+            "(faceiqa.images.to_rgb converts paths, PIL images and tensors)"
         )
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InvalidArgumentError(

@@ -20,7 +20,7 @@ ones 4 bytes little-endian), renames every tensor to the ``DlibResNet`` state-di
 (``conv64_down/conv1/conv/filters`` -> ``conv64_down.conv1.conv.weight``), moves conv
 filters from TF's HWIO to torch's OIHW layout and transposes ``fc`` (256x128 -> 128x256).
 Quantised tensors stay uint8 together with their ``min`` and ``scale`` (float64, as in
-the JSON); ``faceiqa.recognition.load_state_dict`` dequantises them at load time as TF.js
+the JSON); ``faceiqa.models.dlib_resnet.load_state_dict`` dequantises them at load time as TF.js
 does, ``float32(q * scale + min)``. Nothing is rounded or re-quantised here.
 """
 

@@ -87,8 +87,8 @@ def train_group() -> None:
 def train_face(images: str | None, pairs: str | None, val_folds: str | None, cache: str | None, variants: int | None, limit_people: int | None, workers: int | None, run_dir: str, config_path: str | None, resume: bool, quiet: bool, **opts: Any) -> None:
     """Train the head of the default face model on degraded real faces.
 
-    The backbone is the frozen face recognizer; see faceiqa/trainset.py for the data and
-    faceiqa/labels.py for the labels. Example (on 2 CPU cores about 15 minutes to build the
+    The backbone is the frozen face recognizer; see faceiqa/training/trainset.py for the data and
+    faceiqa/training/labels.py for the labels. Example (on 2 CPU cores about 15 minutes to build the
     training set with --workers 2, then a few minutes of training):
 
       faceiqa train face --images lfw/images --pairs lfw/pairs.txt --workers 2 --cache runs/face.npz --out runs/face

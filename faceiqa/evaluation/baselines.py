@@ -37,7 +37,7 @@ MID_GREY = 128.0
 
 
 class FaceLike(Protocol):
-    """What the baselines read from a detection (``faceiqa.detection.DetectedFace`` fits)."""
+    """What the baselines read from a detection (``faceiqa.face.detection.DetectedFace`` fits)."""
 
     prob: float
     landmarks: np.ndarray

@@ -162,7 +162,7 @@ def resolve_image_path(path: str | os.PathLike) -> Path:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB with :func:`faceiqa.io.read_image` (the reader
+    """Read an image as (H, W, 3) uint8 RGB with :func:`faceiqa.images.read_image` (the reader
     ``faceiqa score`` uses, so both see the same pixels).
 
     Raises:

@@ -12,7 +12,7 @@ Size. Geometric parameters are given in units of the inter-eye distance (IED, pi
 the eye centres) so that one level does similar harm to a 150-pixel chip and to a
 1000-pixel photo. The IED is, in this order: the ``eye_distance`` argument; the distance
 between the eyes of ``landmarks``; that of the ``template`` argument, or of the one
-registered alignment template (``faceiqa.alignment.TEMPLATES``) whose square size equals
+registered alignment template (``faceiqa.face.alignment.TEMPLATES``) whose square size equals
 the image's (a 150-px ``dlib-150`` chip, a 224-px ``hyperiqa-224`` crop); otherwise 0.2 x
 the short side (a face-centred photo such as an LFW 250 x 250 image, IED ~ 50 px).
 Photometric kinds (noise, exposure, contrast, colour, JPEG) act per pixel and are not

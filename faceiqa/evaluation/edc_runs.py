@@ -93,7 +93,7 @@ class EDCReport:
         curves: one per (source, target FMR).
         sources: per-source quality summaries, in input order.
         scores: the comparison scores.
-        table: one row per source (:func:`faceiqa.edc.edc_table` plus counts).
+        table: one row per source (:func:`faceiqa.evaluation.edc.edc_table` plus counts).
     """
 
     curves: list[EDCCurve]

@@ -187,7 +187,7 @@ def compute_pair_distances(
     """Detect, align and embed every pair image once, and compute the pair distances.
 
     Args:
-        pairs: verification pairs (``faceiqa.verification.read_pairs``).
+        pairs: verification pairs (``faceiqa.evaluation.verification.read_pairs``).
         images_dir: the LFW-layout image folder (``.jpg`` names may resolve to ``.png`` copies).
         detector: object with ``detect(rgb uint8) -> [face with .box, .prob, .landmarks]``
             (and optionally ``detect_batch(list of images) -> list of such lists``).
@@ -198,7 +198,7 @@ def compute_pair_distances(
         degrade_fraction: share of images degraded, chosen per key from the seed (see
             :class:`DegradePlan`).
         seed: base seed for the degradations and the random baseline.
-        baselines: names from :data:`faceiqa.baselines.BASELINES` computed per image on the
+        baselines: names from :data:`faceiqa.evaluation.baselines.BASELINES` computed per image on the
             chosen face and its recogniser chip.
         face_rule: which detected face to use (:func:`select_face`).
         batch_size: images per detection (``detect_batch`` when the detector has it) and

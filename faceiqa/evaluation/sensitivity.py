@@ -68,7 +68,7 @@ def monotonicity(
         images: pristine (H, W, 3) uint8 RGB images (e.g. aligned face crops).
         score_fn: ``f(list of uint8 images, owners) -> scores``, one finite score per image,
             higher = better; ``owners`` gives each image's source index in ``images``.
-        kinds: degradation kinds (default: all of :data:`faceiqa.degrade.KINDS`).
+        kinds: degradation kinds (default: all of :data:`faceiqa.evaluation.degrade.KINDS`).
         levels: severity levels to score, 0 = pristine.
         seed: base seed; image ``i`` is degraded with ``seed_for(keys[i], seed)``.
         keys: stable image identifiers (default: the index as text).
@@ -232,7 +232,7 @@ def resolution_ranking(
 
     Args:
         image_paths: photos (one face each is studied: the one ``face_rule`` picks).
-        assessor: a :class:`faceiqa.pipeline.FaceQualityAssessor` (detector + model).
+        assessor: a :class:`faceiqa.api.FaceQualityAssessor` (detector + model).
         factors: increasing shrink factors; the first is usually 1.
         mode: ``down-up`` or ``down`` (see :class:`ResolutionRanking`).
     """

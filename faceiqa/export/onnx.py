@@ -6,7 +6,7 @@ one pass (no flip): the input normalisation, the network and the score mapping.
 Graph inputs:
 
 * ``crops``: float32 (N, 3, S, S), RGB values in [0, 1] (uint8 pixels / 255), crops aligned
-  with the model's template (``faceiqa.alignment``), N dynamic;
+  with the model's template (``faceiqa.face.alignment``), N dynamic;
 * ``extra`` (only for models that take per-face values, e.g. the face model's
   ``log2_resolution``): float32 (N, k), in the order of the metadata key ``extra_names``.
 

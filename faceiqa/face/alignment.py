@@ -118,7 +118,7 @@ def dlib_chip_template(size: int = 150, padding: float = 0.25, name: str | None 
     return AlignmentTemplate(name or f"dlib-{size}-p{padding:g}", size, points)
 
 
-# Chip of dlib's face recognition ResNet (faceiqa.recognition): 150 px, padding 0.25.
+# Chip of dlib's face recognition ResNet (faceiqa.face.recognition): 150 px, padding 0.25.
 DLIB_150 = dlib_chip_template(150, 0.25, name="dlib-150")
 
 TEMPLATES: Registry[AlignmentTemplate] = Registry("alignment template", {t.name: t for t in (HYPERIQA_224, DLIB_150)})

@@ -8,7 +8,7 @@ returns are normalised in one place, :func:`_faces_from_mtcnn`, into plain array
 Large photos are detected on a copy shrunk with area averaging so that the longest side is at
 most ``max_side``; boxes and landmarks are mapped back to original pixels with the exact
 relation between the two pixel grids. Coordinates are continuous pixel positions with pixel
-centres at integers (OpenCV's convention, the one :mod:`faceiqa.alignment` uses), and MTCNN's
+centres at integers (OpenCV's convention, the one :mod:`faceiqa.face.alignment` uses), and MTCNN's
 output is taken to follow it. (A mirror test on 60 LFW photos puts MTCNN's landmarks about
 1 px to the right of that convention, a trace of its 1-based MATLAB origin; y could not be
 measured that way and nothing is corrected.)

@@ -37,7 +37,7 @@ class FaceRecognizer:
         weights: a registry name or a converted weights file; default: the registered
             ``dlib-resnet`` file.
         device: torch device ("cpu", "cuda", a ``torch.device``); None picks CUDA when
-            available, else the CPU (as :class:`faceiqa.detection.FaceDetector` does).
+            available, else the CPU (as :class:`faceiqa.face.detection.FaceDetector` does).
         batch_size: chips per forward pass (memory vs speed; results do not depend on it
             beyond float rounding).
 

@@ -110,13 +110,13 @@ class InputProtocol:
 
     Attributes:
         size: side in pixels of the square crops the model is run on.
-        template: name of the face alignment template (:mod:`faceiqa.alignment`).
+        template: name of the face alignment template (:mod:`faceiqa.face.alignment`).
         normalize: pixel normalisation inside the scorer (``"imagenet"``: mean
             0.485/0.456/0.406, std 0.229/0.224/0.225 on [0, 1] RGB; ``"dlib"``: minus
             122.782/117.001/104.298 on 0..255 RGB, divided by 255).
         grid: K of the K x K crop grid for whole images (see ``QualityScorer.score_image``).
         extra: names of per-face values the model takes besides the crop, in order (e.g.
-            ``log2_resolution``, see ``faceiqa.pipeline.FACE_FEATURES``).
+            ``log2_resolution``, see ``faceiqa.models.features.FACE_FEATURES``).
     """
 
     size: int

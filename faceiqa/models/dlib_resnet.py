@@ -48,7 +48,7 @@ logger = logging.getLogger("faceiqa.recognition")
 WEIGHTS_NAME = "dlib-resnet"
 #: Side of the square input chip in pixels.
 CHIP_SIZE = 150
-#: Alignment template name (see :data:`faceiqa.alignment.DLIB_150`).
+#: Alignment template name (see :data:`faceiqa.face.alignment.DLIB_150`).
 TEMPLATE_NAME = "dlib-150"
 #: Per-channel RGB mean subtracted before dividing by 255 (face-api's input protocol).
 MEAN_RGB = (122.782, 117.001, 104.298)

@@ -2,7 +2,7 @@
 
 HyperIQA's design (content understanding, a hyper network, a per-image target network over
 multi-scale local features) on a backbone that was trained on millions of faces: the dlib
-ResNet of :mod:`faceiqa.recognition` (150 x 150 chips, four stages of 32/64/128/256
+ResNet of :mod:`faceiqa.face.recognition` (150 x 150 chips, four stages of 32/64/128/256
 channels with 35/17/8/2-pixel maps). Local distortion-aware taps pool each of the first
 three stages; the semantic features come from the last stage. The head is the same
 :class:`~faceiqa.models.hypernet.HyperNet` code as the ResNet-50 model, with smaller sizes.

@@ -53,7 +53,7 @@ def load_scorer(
     Raises:
         WeightsNotFoundError: ``"default"`` while no default is registered, or no file.
         UnknownWeightsError, ChecksumError, DownloadError, CheckpointError: see
-            :func:`faceiqa.weights.resolve` and :func:`load_hypernet_state`.
+            :func:`faceiqa.hub.resolve` and :func:`load_hypernet_state`.
         InvalidArgumentError: the entry is not a quality model.
     """
     if isinstance(weights, str) and weights == "default":

@@ -41,7 +41,7 @@ Fast modes (all opt-in; the default is plain float32 in NCHW layout, eager):
   score is within :data:`AUTO_TOLERANCE` of float32 (that chunk's results are the float32
   ones); otherwise it stays in float32. :attr:`QualityScorer.precision` says what runs.
   The default path is unchanged bit for bit; reduced precision changes scores by up to about
-  0.01 (measured in ``tests/test_fast_paths.py`` on LFW faces).
+  0.01 (measured in ``tests/integration/test_fast_paths.py`` on LFW faces).
 * ``channels_last``: model and inputs in channels-last memory layout (faster convolutions
   on CPU; results differ from NCHW by float32 rounding, about 1e-6).
 * ``compile``: ``torch.compile`` the model on first use (the float32 path; reduced

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FaceDataConfig:
-    """Where the face training set comes from (see :mod:`faceiqa.trainset`).
+    """Where the face training set comes from (see :mod:`faceiqa.training.trainset`).
 
     Attributes:
         images: LFW-layout photo folder (``<Name>/<photo>``).

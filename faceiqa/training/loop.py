@@ -15,7 +15,7 @@ two parameter groups: the backbone side (``res.*``: the backbone and the LDA mod
 Two jobs share the loop (:func:`fit`):
 
 - :func:`train_face_model`: the default face model (``hyperiqa-dlib``), whose backbone is
-  the frozen face recognizer, trained on a cached :class:`~faceiqa.trainset.FaceTrainSet`.
+  the frozen face recognizer, trained on a cached :class:`~faceiqa.training.trainset.FaceTrainSet`.
 - :func:`finetune_hyperiqa`: the ResNet-50 HyperIQA (e.g. ``hyperiqa-koniq``) fine-tuned on
   a CSV of (image path, score), backbone included.
 

@@ -5,7 +5,7 @@ For every photo of a person with at least two photos (LFW layout ``<root>/<Name>
 1. MTCNN finds the face (the detection nearest the image centre); the pristine face is
    aligned to the recognizer's 150 px chip and described by the recognizer.
 2. ``variants`` versions of the photo are made: the first is the pristine photo, the others
-   get 1-3 degradations of the :mod:`faceiqa.degrade` library at random severities, and/or
+   get 1-3 degradations of the :mod:`faceiqa.evaluation.degrade` library at random severities, and/or
    real resolution loss (the whole photo shrunk 2-6 times, so that the face really has
    fewer pixels; the quality model also sees the face size through ``log2_resolution``).
    The plan of each variant is drawn from a generator seeded by the photo's relative path.
@@ -13,7 +13,7 @@ For every photo of a person with at least two photos (LFW layout ``<root>/<Name>
    MTCNN no longer finds the face gets utility 0, and is cut with the pristine landmarks),
    alignment to the chip, the recognizer's stage features (cached, average-pooled to the
    HyperIQA LDA grids) and descriptor.
-4. Labels (:mod:`faceiqa.labels`): utility from the descriptor's mean distance to the same
+4. Labels (:mod:`faceiqa.training.labels`): utility from the descriptor's mean distance to the same
    person's other pristine photos, perceptual from HaarPSI/GMSD against the pristine face.
 
 The result is one ``.npz`` file of arrays (see :class:`FaceTrainSet`); training the head on

@@ -45,3 +45,14 @@ def test_the_code_passes_its_ruff_configuration():
         pytest.skip("ruff is not installed (it comes with the dev extra)")
     result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_readme_python_blocks_run_as_written(monkeypatch, capsys):
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "README has no Python example"
+    monkeypatch.chdir(REPO)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "examples/photos/dogs.jpg [] " in out and "bald_guys.jpg" in out
