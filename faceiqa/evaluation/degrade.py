@@ -18,22 +18,35 @@ the short side (a face-centred photo such as an LFW 250 x 250 image, IED ~ 50 px
 Photometric kinds (noise, exposure, contrast, colour, JPEG) act per pixel and are not
 scaled: they describe the capture or the file, not the face's size.
 
-=============  ==========================================  =====  =====  =====  =====  =====
-kind           parameter                                   1      2      3      4      5
-=============  ==========================================  =====  =====  =====  =====  =====
-blur           Gaussian sigma / IED                        0.02   0.04   0.06   0.09   0.13
-motion_blur    blur length / IED (direction from seed)     0.08   0.15   0.25   0.35   0.5
-defocus        disk radius / IED                           0.03   0.06   0.09   0.13   0.18
-noise          Gaussian sigma, 8-bit levels                5      10     17     26     38
-low_light      exposure change, EV (stops)                 -1     -1.5   -2     -2.5   -3
-jpeg           JPEG quality (OpenCV / libjpeg, 4:2:0)      40     25     15     10     5
-resolution     IED after down-sampling, pixels             32     22     16     11     8
-underexposure  exposure change, EV (stops)                 -0.75  -1.5   -2.25  -3     -3.75
-overexposure   exposure change, EV (stops)                 0.5    1      1.5    2      2.5
-contrast       contrast kept (1 = unchanged)               0.7    0.5    0.35   0.22   0.12
-colour_cast    channel gain amplitude (hue from seed)      0.1    0.2    0.3    0.45   0.6
-occlusion      patch width / IED (eyes or mouth, by seed)  0.6    1.0    1.5    2.0    2.6
-=============  ==========================================  =====  =====  =====  =====  =====
+===============  ==========================================  =====  =====  =====  =====  =====
+kind             parameter                                   1      2      3      4      5
+===============  ==========================================  =====  =====  =====  =====  =====
+blur             Gaussian sigma / IED                        0.02   0.04   0.06   0.09   0.13
+motion_blur      blur length / IED (direction from seed)     0.08   0.15   0.25   0.35   0.5
+defocus          disk radius / IED                           0.03   0.06   0.09   0.13   0.18
+noise            Gaussian sigma, 8-bit levels                5      10     17     26     38
+low_light        exposure change, EV (stops)                 -1     -1.5   -2     -2.5   -3
+jpeg             JPEG quality (OpenCV / libjpeg, 4:2:0)      40     25     15     10     5
+resolution       IED after down-sampling, pixels             32     22     16     11     8
+underexposure    exposure change, EV (stops)                 -0.75  -1.5   -2.25  -3     -3.75
+overexposure     exposure change, EV (stops)                 0.5    1      1.5    2      2.5
+contrast         contrast kept (1 = unchanged)               0.7    0.5    0.35   0.22   0.12
+colour_cast      channel gain amplitude (hue from seed)      0.1    0.2    0.3    0.45   0.6
+occlusion        patch width / IED (eyes or mouth, by seed)  0.6    1.0    1.5    2.0    2.6
+side_light       EV lost on the far side (side by seed)      1.0    1.75   2.5    3.25   4.0
+hard_shadow      EV lost in the shadow (side, tilt by seed)  1.0    1.75   2.5    3.25   4.0
+low_key          EV lost away from the key light             1.5    2.25   3.0    3.75   4.5
+print_aging      fading towards the paper tone               0.15   0.25   0.35   0.45   0.55
+scan_blur        short-axis sigma / IED (axis by seed)       0.008  0.015  0.025  0.035  0.05
+recompress       rounds of resize + JPEG                     1      2      3      4      5
+sensor_noise     EV of missing light, gained back            1.0    1.75   2.5    3.25   4.0
+upscaled_small   IED before enlarging, pixels                24     18     14     10     7
+===============  ==========================================  =====  =====  =====  =====  =====
+
+The first twelve (:data:`CLASSIC_KINDS`) are what faceiqa-face v1 was trained on and what the
+EDC's ``mix`` plan draws from. :data:`LIGHTING_KINDS` are directional light and shadow;
+:data:`REAL_WORLD_KINDS` imitate real low-quality photos (old prints, scans, re-shared files,
+phones at night, small faces enlarged by apps).
 
 Details:
 
@@ -54,6 +67,21 @@ Details:
   Landmarks are taken from ``landmarks`` (MTCNN order), else the matching alignment template,
   else fixed fractions of the image (eyes at 40 % / 60 % of the width, 46 % of the height;
   mouth corners at 42 % / 58 %, 64 %).
+
+- Lighting kinds change exposure per pixel in linear light, in the face's frame (IED units,
+  origin midway between the eye and mouth midpoints, x along the eye line): ``side_light`` a
+  logistic ramp of width 0.25 IED across the nose line; ``hard_shadow`` the same with a 0.04 IED
+  penumbra and a tilt of up to 20 degrees; ``low_key`` -value/2 EV everywhere and a further
+  -value/2 EV away from a Gaussian key light (sigma 0.6 IED) on one cheek.
+- ``print_aging`` blends towards a warm paper tone (222, 205, 170) after a half sepia toning,
+  softens (sigma 0.02 * fading * IED) and adds blurred film grain of sigma 25 * fading levels.
+- ``scan_blur`` is a Gaussian three times longer along a random axis than across it.
+- ``recompress`` applies the first L rounds of a fixed chain of (resize, JPEG quality):
+  (0.85, 55), (0.8, 45), (0.9, 38), (0.75, 30), (0.85, 22), then resizes back.
+- ``sensor_noise`` removes light in linear space, adds shot noise (full well 200 e-) and 2 e-
+  read noise, gains back and applies a 3x3 median filter (the camera's denoising).
+- ``upscaled_small`` shrinks like ``resolution`` but enlarges bicubically and sharpens
+  (unsharp mask, amount 0.8).
 
 Composition: :func:`compose` applies steps in order; step ``i`` draws from the generator
 seeded with ``[seed, i]`` (a single step therefore equals :func:`degrade` with that seed).
@@ -363,6 +391,134 @@ def occlude(
     return _draw_patch(image, geo, region, width, _OCCLUSION_HEIGHT[level - 1], np.asarray(colour))
 
 
+# --------------------------------------------------------------------------- lighting kinds
+
+
+def _face_frame(geo: FaceGeometry, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates in the face's frame, in IED units: (along the eye line, across it,
+    distance from the face centre). The centre is midway between the eye and mouth midpoints."""
+    pts = geo.landmarks
+    centre = 0.5 * (pts[0:2].mean(0) + pts[3:5].mean(0))
+    axis = pts[1] - pts[0]
+    norm = float(np.linalg.norm(axis))
+    u = axis / norm if norm > 1e-6 else np.array([1.0, 0.0])
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    dx, dy = xx - centre[0], yy - centre[1]
+    along = (dx * u[0] + dy * u[1]) / geo.ied
+    across = (-dx * u[1] + dy * u[0]) / geo.ied
+    return along, across, np.hypot(along, across)
+
+
+def _light_side(rng: np.random.Generator) -> float:
+    """+1: the light comes from the image's right (the left half darkens); -1: the other way."""
+    return 1.0 if rng.uniform() < 0.5 else -1.0
+
+
+def _relight(image: np.ndarray, ev_map: np.ndarray) -> np.ndarray:
+    """Change exposure per pixel in linear light by ``ev_map`` stops (negative darkens)."""
+    return _from_linear(_to_linear(image) * np.exp2(ev_map)[..., None])
+
+
+def _side_light(image, value, rng, geo, level):
+    # Light from one side: a smooth ramp across the face, 0 EV on the lit side, -value EV on
+    # the far side, the half-way point on the nose line (width of the ramp: 1 IED).
+    side = _light_side(rng)
+    along, _, _ = _face_frame(geo, image.shape)
+    ramp = 1.0 / (1.0 + np.exp(side * along / 0.25))
+    return _relight(image, -value * ramp)
+
+
+def _hard_shadow(image, value, rng, geo, level):
+    # A cast shadow with a sharp edge (penumbra 0.04 IED) through the face centre, tilted by
+    # up to 20 degrees: half of the face loses ``value`` EV.
+    side = _light_side(rng)
+    tilt = np.deg2rad(rng.uniform(-20.0, 20.0))
+    along, across, _ = _face_frame(geo, image.shape)
+    edge = along * np.cos(tilt) + across * np.sin(tilt)
+    shadow = 1.0 / (1.0 + np.exp(side * edge / 0.04))
+    return _relight(image, -value * shadow)
+
+
+def _low_key(image, value, rng, geo, level):
+    # Low-key lighting: the scene darkened by value/2 EV and a narrow key light on one cheek,
+    # falling off (Gaussian, sigma 0.6 IED) to a further -value/2 EV over the rest of the face.
+    side = _light_side(rng)
+    along, across, _ = _face_frame(geo, image.shape)
+    spot = np.exp(-(((along - 0.45 * side) ** 2 + (across + 0.1) ** 2) / (2 * 0.6**2)))
+    return _relight(image, -0.5 * value - 0.5 * value * (1.0 - spot))
+
+
+# --------------------------------------------------------------------------- real-world kinds
+
+
+def _print_aging(image, value, rng, geo, level):
+    # An old print, scanned: faded towards a warm paper tone, softened, with film grain.
+    # ``value`` is the fading (share of the way to the paper tone); grain sigma and blur grow with it.
+    grain = cv2.GaussianBlur(rng.standard_normal(image.shape[:2]).astype(np.float32), (0, 0), sigmaX=0.6 + 0.01 * geo.ied)
+    grain /= max(float(grain.std()), 1e-6)
+    paper = np.array([222.0, 205.0, 170.0])
+    grey = image.astype(np.float64) @ _LUMA
+    sepia = grey[..., None] * (paper / 255.0)
+    faded = (1.0 - value) * (0.5 * image + 0.5 * sepia) + value * paper
+    soft = cv2.GaussianBlur(faded.astype(np.float32), (0, 0), sigmaX=max(0.3, 0.02 * value * geo.ied))
+    return _to_uint8(soft.astype(np.float64) + (25.0 * value) * grain[..., None])
+
+
+def _scan_blur(image, value, rng, geo, level):
+    # Scanner or shake blur: anisotropic Gaussian, 3 times longer along a random direction.
+    angle = rng.uniform(0.0, 180.0)
+    sigma = value * geo.ied
+    size = int(2 * np.ceil(3 * 3 * sigma) + 1)
+    ax = np.arange(size) - size // 2
+    xx, yy = np.meshgrid(ax, ax)
+    t = np.deg2rad(angle)
+    a = xx * np.cos(t) + yy * np.sin(t)
+    b = -xx * np.sin(t) + yy * np.cos(t)
+    kernel = np.exp(-0.5 * ((a / (3 * sigma)) ** 2 + (b / sigma) ** 2))
+    return _filter(image, kernel / kernel.sum())
+
+
+# Each round of a re-sharing chain: (JPEG quality, resize factor before encoding).
+_RECOMPRESS_CHAIN = ((55, 0.85), (45, 0.8), (38, 0.9), (30, 0.75), (22, 0.85))
+
+
+def _recompress(image, value, rng, geo, level):
+    # A photo shared again and again: ``value`` rounds of resize + JPEG, each round stronger,
+    # back to the original size at the end (level L applies the first L rounds).
+    h, w = image.shape[:2]
+    out = image
+    for quality, factor in _RECOMPRESS_CHAIN[: int(value)]:
+        ch, cw = out.shape[:2]
+        out = cv2.resize(out, (max(8, round(cw * factor)), max(8, round(ch * factor))), interpolation=cv2.INTER_AREA)
+        out = _jpeg(out, quality, rng, geo, level)
+    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _sensor_noise(image, value, rng, geo, level):
+    # A dim scene brightened by the camera: -value EV of light, shot and read noise at a small
+    # full well, gain back up, then the camera's denoising (a median filter) smears the detail.
+    shot = rng.standard_normal(image.shape)
+    read = rng.standard_normal(image.shape)
+    full_well = 200.0
+    electrons = _to_linear(image) * (2.0 ** (-value)) * full_well
+    noisy = (electrons + np.sqrt(electrons) * shot + 2.0 * read) / full_well * (2.0**value)
+    out = _from_linear(noisy)
+    return cv2.medianBlur(out, 3)
+
+
+def _upscaled_small(image, value, rng, geo, level):
+    # A small face enlarged by a camera or an app: area down-sampling to ``value`` px between
+    # the eyes, bicubic up-sampling and an unsharp mask (halos, no detail).
+    factor = value / geo.ied
+    if factor >= 1.0:
+        return image.copy()
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    soft = cv2.GaussianBlur(big, (0, 0), sigmaX=max(0.5, 0.5 / factor))
+    return _to_uint8(big + 0.8 * (big - soft))
+
+
 # ---------------------------------------------------------------------------------------
 # registry
 
@@ -422,8 +578,35 @@ KINDS: Registry[Degradation] = Registry("degradation kind", {
             True,
             _occlusion,
         ),
+        Degradation("side_light", "light from one side: a ramp across the face", "EV lost on the far side",
+                    (1.0, 1.75, 2.5, 3.25, 4.0), False, _side_light),
+        Degradation("hard_shadow", "a sharp cast shadow over half the face", "EV lost in the shadow",
+                    (1.0, 1.75, 2.5, 3.25, 4.0), False, _hard_shadow),
+        Degradation("low_key", "dark scene, narrow key light on one cheek", "EV lost away from the key light",
+                    (1.5, 2.25, 3.0, 3.75, 4.5), False, _low_key),
+        Degradation("print_aging", "old print: faded to paper tone, softened, film grain", "fading",
+                    (0.15, 0.25, 0.35, 0.45, 0.55), False, _print_aging),
+        Degradation("scan_blur", "anisotropic (scanner or shake) blur", "short-axis sigma / IED",
+                    (0.008, 0.015, 0.025, 0.035, 0.05), True, _scan_blur),
+        Degradation("recompress", "re-shared photo: rounds of resize + JPEG", "rounds",
+                    (1, 2, 3, 4, 5), False, _recompress),
+        Degradation("sensor_noise", "dim scene brightened by the camera, denoised", "EV of missing light",
+                    (1.0, 1.75, 2.5, 3.25, 4.0), False, _sensor_noise),
+        Degradation("upscaled_small", "small face enlarged bicubically and sharpened", "IED before enlarging, px",
+                    (24, 18, 14, 10, 7), False, _upscaled_small),
     )
 })
+
+#: The first twelve kinds: the ones the shipped faceiqa-face v1 was trained on and the EDC's
+#: ``mix`` plan draws from (kept fixed so that those runs reproduce bit for bit).
+CLASSIC_KINDS: tuple[str, ...] = (
+    "blur", "motion_blur", "defocus", "noise", "low_light", "jpeg", "resolution", "underexposure",
+    "overexposure", "contrast", "colour_cast", "occlusion",
+)
+#: Directional light and shadow.
+LIGHTING_KINDS: tuple[str, ...] = ("side_light", "hard_shadow", "low_key")
+#: Degradations that look like real low-quality photos (old prints, scans, re-shared files, phones at night).
+REAL_WORLD_KINDS: tuple[str, ...] = ("print_aging", "scan_blur", "recompress", "sensor_noise", "upscaled_small")
 
 ALIASES: dict[str, str] = {
     "gaussian_blur": "blur",

@@ -99,7 +99,7 @@ class DegradePlan:
         if not self.mixed:
             return list(self.steps)
         rng = np.random.default_rng(_degrade.seed_for("mix\0" + key, self.seed))
-        kinds = _degrade.list_kinds()
+        kinds = _degrade.CLASSIC_KINDS
         return [(kinds[int(rng.integers(len(kinds)))], int(rng.integers(1, 6)))]
 
     def selected(self, key: str) -> bool:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from faceiqa._util import atomic_path, box_iou
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
-from faceiqa.evaluation.degrade import compose, format_spec, list_kinds, seed_for
+from faceiqa.evaluation.degrade import CLASSIC_KINDS, compose, format_spec, seed_for
 from faceiqa.evaluation.verification import read_pairs
 from faceiqa.face.alignment import DLIB_150, align_face
 from faceiqa.face.detection import DetectedFace, FaceDetector
@@ -74,17 +74,18 @@ class VariantPlan:
         return ",".join(parts) or "pristine"
 
 
-def sample_plans(key: str, variants: int, seed: int = 0) -> list[VariantPlan]:
+def sample_plans(key: str, variants: int, seed: int = 0, kinds: Sequence[str] = CLASSIC_KINDS) -> list[VariantPlan]:
     """The variant plans of one photo: the pristine photo first, then random degradations.
 
     Each degraded variant is, with probability 0.2, real resolution loss (the photo shrunk
     2-6 times; one time in three with one more degradation); with probability 0.2, mild
     loss of detail (``resolution`` at level 1-3: shrunk and enlarged back, the hardest
     change to see); otherwise 1, 2 or 3 distinct degradations (probabilities 0.6, 0.3,
-    0.1) at uniform severities 1..5.
+    0.1) at uniform severities 1..5, drawn from ``kinds`` (default the twelve classic
+    kinds v1 was trained on).
     """
     rng = np.random.default_rng(seed_for(key, seed))
-    kinds = list_kinds()
+    kinds = list(kinds)
     plans = [VariantPlan()]
     for _ in range(variants - 1):
         draw = rng.random()

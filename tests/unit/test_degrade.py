@@ -91,8 +91,10 @@ def test_registry_lists_every_kind_with_five_levels():
         "colour_cast",
         "occlusion",
     }
-    assert set(D.list_kinds()) == expected
-    assert D.list_kinds() == list(D.KINDS)
+    assert set(D.CLASSIC_KINDS) == expected and list(D.CLASSIC_KINDS) == D.list_kinds()[:12]
+    assert set(D.LIGHTING_KINDS) == {"side_light", "hard_shadow", "low_key"}
+    assert set(D.REAL_WORLD_KINDS) == {"print_aging", "scan_blur", "recompress", "sensor_noise", "upscaled_small"}
+    assert D.list_kinds() == [*D.CLASSIC_KINDS, *D.LIGHTING_KINDS, *D.REAL_WORLD_KINDS] == list(D.KINDS)
     for deg in D.KINDS.values():
         assert len(deg.values) == 5, deg.name
 
@@ -119,7 +121,9 @@ def test_deterministic_shape_dtype_and_input_untouched(image, kind):
     assert not np.array_equal(a, image), f"{kind} level 3 changed nothing"
 
 
-@pytest.mark.parametrize("kind", ["noise", "low_light", "motion_blur", "colour_cast"])
+@pytest.mark.parametrize(
+    "kind", ["noise", "low_light", "motion_blur", "colour_cast", "hard_shadow", "print_aging", "scan_blur", "sensor_noise"]
+)
 def test_random_kinds_depend_on_the_seed(image, kind):
     assert not np.array_equal(D.degrade(image, kind, 4, seed=1), D.degrade(image, kind, 4, seed=2))
 
@@ -300,3 +304,95 @@ def test_degrades_a_real_lfw_photo(lfw_dir):
     assert _strictly(_series(photo, "jpeg", _blockiness), True)
     out = D.compose(photo, "motion_blur:3,low_light:2,jpeg:3", seed=D.seed_for(path.stem))
     assert out.shape == photo.shape
+
+
+# --------------------------------------------------------------------------- lighting and real-world kinds
+
+
+def _halves(img):
+    """Mean luminance of the left and right halves of the face region (fallback geometry: eyes at
+    40 % / 60 % of the width, so the face centre is the image's vertical midline)."""
+    g = _grey(img)
+    h, w = g.shape
+    rows = slice(int(0.3 * h), int(0.8 * h))
+    return g[rows, int(0.25 * w) : w // 2].mean(), g[rows, w // 2 : int(0.75 * w)].mean()
+
+
+def _flat(size: int = 128, value: int = 150) -> np.ndarray:
+    return np.full((size, size, 3), value, np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["side_light", "hard_shadow"])
+def test_directional_light_darkens_one_half_more_with_each_level(kind):
+    ratios = []
+    for level in LEVELS:
+        left, right = _halves(D.degrade(_flat(), kind, level, seed=5))
+        ratios.append(min(left, right) / max(left, right))
+    assert ratios[0] == 1.0 and _strictly(ratios, increasing=False), ratios
+    assert ratios[-1] < 0.5
+    sides = {np.argmin(_halves(D.degrade(_flat(), kind, 3, seed=s))) for s in range(12)}
+    assert sides == {0, 1}  # the seed picks the side
+
+
+def test_a_hard_shadow_has_a_sharp_edge_and_side_light_a_soft_one():
+    def edge_width(img):
+        row = _grey(img)[64]
+        lo, hi = row.min(), row.max()
+        inside = (row > lo + 0.1 * (hi - lo)) & (row < hi - 0.1 * (hi - lo))
+        return int(inside.sum())
+
+    # Same face, same level; fallback IED = 0.2 * 128 px = 25.6 px.
+    shadow, ramp = D.degrade(_flat(), "hard_shadow", 4, seed=1), D.degrade(_flat(), "side_light", 4, seed=1)
+    assert edge_width(shadow) <= 6 < 12 <= edge_width(ramp)
+
+
+def test_low_key_darkens_the_face_but_keeps_a_lit_cheek():
+    out = [D.degrade(_flat(), "low_key", lv, seed=2) for lv in LEVELS]
+    means = [_grey(o).mean() for o in out]
+    assert _strictly(means, increasing=False), means
+    g = _grey(out[4])
+    assert g.max() > 1.5 * np.percentile(g, 10)  # the key light leaves one bright region
+
+
+def test_print_aging_fades_towards_paper_and_adds_grain(image):
+    paper = np.array([222.0, 205.0, 170.0])
+    warmth = _series(image, "print_aging", lambda im: float(im[..., 0].mean() - im[..., 2].mean()))
+    assert _strictly(warmth, increasing=True), warmth  # towards the paper's red-over-blue tone
+    dist = _series(image, "print_aging", lambda im: float(np.abs(im.reshape(-1, 3).mean(0) - paper).mean()))
+    assert _strictly(dist[1:], increasing=False) and dist[5] < dist[0], dist
+    flat = [D.degrade(_flat(), "print_aging", lv, seed=4) for lv in LEVELS]
+    grain = [float(_grey(f).std()) for f in flat]
+    assert _strictly(grain, increasing=True), grain
+
+
+def test_scan_blur_removes_detail_more_along_one_axis(image):
+    assert _strictly(_series(image, "scan_blur", _laplacian_var), increasing=False)
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    out = _grey(D.degrade(noise, "scan_blur", 5, seed=9, eye_distance=60.0))
+    gx, gy = np.abs(np.diff(out, axis=1)).mean(), np.abs(np.diff(out, axis=0)).mean()
+    assert max(gx, gy) > 1.3 * min(gx, gy)
+
+
+def test_recompress_rounds_accumulate_error_and_blocks():
+    img = _smooth()
+    err = [float(np.abs(D.degrade(img, "recompress", lv).astype(float) - img).mean()) for lv in LEVELS]
+    assert _strictly(err, increasing=True), err
+    assert _high_freq_energy(D.degrade(img, "recompress", 5)) < _high_freq_energy(img)
+
+
+def test_sensor_noise_grows_with_missing_light():
+    flat = _flat(value=120)
+    noise = [float(_grey(D.degrade(flat, "sensor_noise", lv, seed=6)).std()) for lv in LEVELS]
+    assert _strictly(noise[1:], increasing=True), noise
+    mean = _grey(D.degrade(flat, "sensor_noise", 3, seed=6)).mean()
+    assert abs(mean - 120) < 12  # gained back: the exposure is kept, the noise is not
+
+
+def test_upscaled_small_loses_detail_and_is_relative_to_eye_distance(image):
+    energy = _series(image, "upscaled_small", _high_freq_energy, eye_distance=60.0)
+    assert _strictly(energy, increasing=False), energy
+    # a face already smaller than the target is left as it is
+    assert np.array_equal(D.degrade(image, "upscaled_small", 1, eye_distance=20.0), image)
+    # not the same as plain resolution loss at the same size: bicubic + sharpening
+    a = D.degrade(image, "upscaled_small", 3, eye_distance=60.0)
+    assert _laplacian_var(a) > _laplacian_var(cv2.resize(cv2.resize(image, (30, 30), interpolation=cv2.INTER_AREA), (128, 128)))
