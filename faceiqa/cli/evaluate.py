@@ -28,7 +28,7 @@ def _evaluate_module():
     try:
         from faceiqa import evaluation as ev
 
-        for name in ("common", "metrics", "pairs", "edc_runs", "sensitivity", "mos", "degraded_set"):
+        for name in ("common", "metrics", "pairs", "edc_runs", "sensitivity", "mos", "degraded_set", "realfaces"):
             importlib.import_module(f"faceiqa.evaluation.{name}")
     except ModuleNotFoundError as exc:
         if exc.name in ("scipy", "matplotlib", "pandas"):
@@ -563,7 +563,59 @@ def resolution_command(images_dir, pairs_path, limit, factors, mode, weights, de
         means = " ".join(f"{m:.3f}" for m in r.mean_scores)
         steps = " ".join(f"{v:.2f}" for v in r.step_order)
         click.echo(f"{r.mode:8s} {r.n_faces:5d}  {r.mean_srcc:9.4f}  {r.in_order:8.3f}  {r.n_lost:4d}  {means}  {steps}")
+    for r in results:
+        gains = " ".join(f"{v:.2f}" for v in r.step_gain)
+        small = " ".join("  -" if n == 0 else f"{v:.2f}" for v, n in zip(r.small_fall, r.n_small))
+        counts = " ".join(str(n) for n in r.n_small)
+        click.echo(
+            f"{r.mode:8s} gains > {r.gain_tolerance:g} per step: {gains}; falls where the smaller face has < "
+            f"{r.small_ied:g} px between the eyes: {small} (faces: {counts}; all steps {r.small_fall_all:.3f})"
+        )
     click.echo(
         "mean_srcc = Spearman correlation of score with shrink factor (-1 ideal); in_order = share of faces "
         "ranked exactly in order; falls per step = share of faces whose score falls from one factor to the next"
     )
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@evaluate.command("realfaces")
+@click.option("--root", required=True, type=_EXISTING_DIR, help="Folder with index.csv (file, quality hq/lq, eye_distance_px) and the photos.")
+@click.option("--shrink", default="56,71", show_default=True, help="Inter-eye distance range (px) the hq photos are shrunk to in the second condition; 'none' skips it.")
+@click.option("--baselines", default="sharpness,exposure,eye_distance,detprob", show_default=True, help="Comma-separated baselines to report beside the model.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the shrink targets.")
+@click.option("--table", "table_path", type=_OUT_FILE, help="Also write the table (.md or .csv).")
+@click.option("--scores", "scores_path", type=_OUT_FILE, help="Also write every photo's measures as CSV.")
+@weights_option
+@device_option
+def realfaces_command(root, shrink, baselines, seed, table_path, scores_path, weights, device) -> None:
+    """Does the score separate real high-quality from real low-quality face photos?
+
+    Prints, per condition (as is; hq photos shrunk so that size cannot separate the classes),
+    the ROC AUC of the model and of each baseline for hq vs lq, with the class medians.
+    """
+    ev = _evaluate_module()
+    from faceiqa.api import FaceQualityAssessor
+
+    rng = None if shrink.strip().lower() == "none" else tuple(_parse_floats(shrink, "--shrink"))
+    if rng is not None and len(rng) != 2:
+        raise click.BadParameter("give two numbers, low,high", param_hint="--shrink")
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    try:
+        photos = ev.read_index(root)
+        assessor = FaceQualityAssessor(weights, device=device)
+        scores = ev.score_realfaces(photos, assessor, baselines=names, shrink=rng, seed=seed)
+        table = ev.realfaces_table(scores)
+    except FaceIQAError as exc:
+        raise fail(exc) from None
+    click.echo(ev.format_table(table))
+    if table_path is not None:
+        ev.write_table(table, table_path)
+    if scores_path is not None:
+        import pandas as pd
+
+        rows = [{"file": s.photo.path.name, "quality": s.photo.quality, "condition": s.condition,
+                 "eye_distance": s.eye_distance, **s.values} for s in scores]
+        pd.DataFrame(rows).to_csv(scores_path, index=False)
+

@@ -3,7 +3,7 @@
 - :mod:`metrics` (agreement with human scores), :mod:`edc` (Error-versus-Discard Characteristic),
   :mod:`verification` (pairs, k-fold accuracy), :mod:`degrade` (seeded degradations),
   :mod:`baselines` (simple measures every model must beat);
-- runs over files: :mod:`mos`, :mod:`pairs`, :mod:`edc_runs`, :mod:`sensitivity` (monotonicity, resolution), :mod:`degraded_set`
+- runs over files: :mod:`mos`, :mod:`pairs`, :mod:`edc_runs`, :mod:`sensitivity` (monotonicity, resolution), :mod:`degraded_set`, :mod:`realfaces` (real hq vs lq photos)
   (with the shared loaders, keys and tables in :mod:`common`).
 
 Needs the ``eval`` extra (pandas, SciPy).
@@ -14,6 +14,15 @@ from __future__ import annotations
 from faceiqa._util import lazy_getattr
 
 _LAZY = {
+    "shrink_target": "realfaces",
+    "score_realfaces": "realfaces",
+    "roc_auc": "realfaces",
+    "realfaces_table": "realfaces",
+    "read_index": "realfaces",
+    "RealPhoto": "realfaces",
+    "RealFaceScore": "realfaces",
+    "HQ_SHRUNK": "realfaces",
+    "AS_IS": "realfaces",
     "AgreementResult": "metrics",
     "Baseline": "baselines",
     "DEFAULT_PAUC_LIMIT": "edc",

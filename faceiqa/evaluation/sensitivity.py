@@ -208,6 +208,13 @@ class ResolutionRanking:
         step_order: for each step between neighbouring factors, the share of faces whose
             score strictly falls over that step (len(factors) - 1 values in [0, 1]); shows
             which steps the score resolves.
+        step_gain: for each step, the share of faces whose score rises by more than
+            ``gain_tolerance`` (0.01) over it: the model rewarding the smaller face.
+        small_fall: for each step, among the faces whose smaller version has fewer than
+            ``small_ied`` (64) pixels between the eyes, the share whose score strictly falls
+            (NaN where no face is that small).
+        n_small: for each step, how many faces that is.
+        gain_tolerance, small_ied: the thresholds used.
     """
 
     mode: str
@@ -218,6 +225,19 @@ class ResolutionRanking:
     n_lost: int
     mean_scores: tuple[float, ...]
     step_order: tuple[float, ...] = ()
+    step_gain: tuple[float, ...] = ()
+    small_fall: tuple[float, ...] = ()
+    n_small: tuple[int, ...] = ()
+    gain_tolerance: float = 0.01
+    small_ied: float = 64.0
+
+    @property
+    def small_fall_all(self) -> float:
+        """Share of all (face, step) pairs with a small face whose score falls (NaN if none)."""
+        total = sum(self.n_small)
+        if not total:
+            return float("nan")
+        return float(sum(f * n for f, n in zip(self.small_fall, self.n_small) if n) / total)
 
 
 def resolution_ranking(
@@ -227,6 +247,8 @@ def resolution_ranking(
     factors: Sequence[float] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
     mode: str = "down-up",
     face_rule: str = "prob",
+    gain_tolerance: float = 0.01,
+    small_ied: float = 64.0,
 ) -> ResolutionRanking:
     """Score each photo's face at several real resolutions through the whole pipeline.
 
@@ -244,6 +266,7 @@ def resolution_ranking(
     if mode not in ("down-up", "down"):
         raise InvalidArgumentError(f"mode must be 'down-up' or 'down', got {mode!r}")
     table: list[list[float]] = []
+    ieds: list[list[float]] = []
     lost = 0
     for path in image_paths:
         try:
@@ -256,6 +279,7 @@ def resolution_ranking(
             continue
         h, w = image.shape[:2]
         row: list[float] = []
+        ied_row = [face.eye_distance * (1.0 if mode == "down-up" else 1.0 / f) for f in fs]
         for f in fs:
             small = image if f == 1 else cv2.resize(image, (max(8, round(w / f)), max(8, round(h / f))), interpolation=cv2.INTER_AREA)
             if mode == "down-up" and f != 1:
@@ -271,6 +295,7 @@ def resolution_ranking(
             row.append(float(assessor.score_crops(crop, eye_distance=[best.eye_distance]).score[0]))
         lost += int(any(np.isinf(v) for v in row))
         table.append(row)
+        ieds.append(ied_row)
     if not table:
         raise InvalidArgumentError("no face found in any of the photos")
     arr = np.array(table)
@@ -280,7 +305,14 @@ def resolution_ranking(
     in_order = float(np.mean(np.all(falls, axis=1)))
     means = tuple(float(np.mean(col[np.isfinite(col)])) if np.isfinite(col).any() else float("nan") for col in arr.T)
     steps = tuple(float(v) for v in falls.mean(axis=0))
-    return ResolutionRanking(mode, tuple(fs), len(table), float(np.mean(rhos)) if rhos else float("nan"), in_order, lost, means, steps)
+    gains = tuple(float(v) for v in (np.diff(ranked, axis=1) > gain_tolerance).mean(axis=0))
+    small = np.array(ieds)[:, 1:] < small_ied  # the smaller face of each step
+    n_small = tuple(int(v) for v in small.sum(axis=0))
+    small_fall = tuple(float(falls[small[:, j], j].mean()) if n_small[j] else float("nan") for j in range(len(fs) - 1))
+    return ResolutionRanking(
+        mode, tuple(fs), len(table), float(np.mean(rhos)) if rhos else float("nan"), in_order, lost, means, steps,
+        gains, small_fall, n_small, gain_tolerance, small_ied,
+    )
 
 
 def monotonicity_table(rows: Sequence[MonotonicityRow]) -> pd.DataFrame:

@@ -559,6 +559,24 @@ def test_resolution_ranking_known_answers(noise_photos):
     assert r.mean_scores[0] == pytest.approx(2 * r.mean_scores[1], rel=0.02)
     constant = ev.resolution_ranking(noise_photos, StubAssessor(lambda crop, eye: 0.5), factors=factors)
     assert constant.in_order == 0.0 and constant.step_order == (0.0, 0.0, 0.0) and np.isnan(constant.mean_srcc)
+    assert constant.step_gain == (0.0, 0.0, 0.0) and rising.step_gain == (1.0, 1.0, 1.0)
+
+
+def test_resolution_ranking_counts_gains_and_falls_of_small_faces(noise_photos):
+    by_pixels = StubAssessor(lambda crop, eye: eye / 100)
+    everything_small = ev.resolution_ranking(noise_photos, by_pixels, factors=(1, 2, 3), mode="down", small_ied=1e6)
+    assert everything_small.n_small == (3, 3) and everything_small.small_fall == (1.0, 1.0)
+    assert everything_small.small_fall_all == 1.0 and everything_small.step_gain == (0.0, 0.0)
+    nothing_small = ev.resolution_ranking(noise_photos, by_pixels, factors=(1, 2, 3), mode="down", small_ied=0.0)
+    assert nothing_small.n_small == (0, 0) and all(np.isnan(v) for v in nothing_small.small_fall)
+    assert np.isnan(nothing_small.small_fall_all)
+    # A model that rewards shrinking: every step gains, no small face falls.
+    backwards = StubAssessor(lambda crop, eye: 1.0 - eye / 100)
+    r = ev.resolution_ranking(noise_photos, backwards, factors=(1, 2, 3), mode="down", small_ied=1e6)
+    assert r.step_gain == (1.0, 1.0) and r.small_fall == (0.0, 0.0)
+    # In down-up mode the face keeps its pixel size: the eye distance is the original one.
+    du = ev.resolution_ranking(noise_photos, by_pixels, factors=(1, 2), mode="down-up", small_ied=0.0)
+    assert du.n_small == (0,)
 
 
 @pytest.mark.parametrize(("factors", "mode"), [((2, 1), "down"), ((1,), "down"), ((0.5, 1), "down"), ((1, 2), "up")])
@@ -577,6 +595,8 @@ def test_resolution_cli_with_a_stub_assessor(tmp_path, noise_photos, monkeypatch
     assert "falls per step" in lines[0]
     down_up = [ln for ln in lines if ln.startswith("down-up")][0].split()
     assert down_up[1:5] == ["3", "-1.0000", "1.000", "0"] and down_up[-2:] == ["1.00", "1.00"]
+    gains = [ln for ln in lines if ln.startswith("down-up") and "gains > 0.01 per step: 0.00 0.00" in ln]
+    assert gains and "px between the eyes" in gains[0]
     r = _run(["evaluate", "resolution", "--images", str(tmp_path), "--factors", "2,1"])
     assert r.exit_code == 1 and "increasing" in _one_line_error(r)
 
@@ -667,3 +687,103 @@ def test_mixed_degrade_plan_draws_one_seeded_step_per_image():
     img = np.full((64, 64, 3), 128, np.uint8)
     img[::4] = 30
     assert np.array_equal(plan.apply(img, "a.jpg"), plan.apply(img, "a.jpg"))
+
+
+# ---------------------------------------------------------------------------------------
+# real hq vs lq photos
+
+
+def _textured_photo(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.clip(128 + rng.normal(0, 45, (size, size, 3)), 0, 255).astype(np.uint8)
+    return img
+
+
+@pytest.fixture()
+def realfaces_root(tmp_path) -> Path:
+    """4 sharp 400-px hq photos (stub IED 80 px) and 3 blurred lq ones (66 px), in the shared set's layout."""
+    import cv2
+
+    root = tmp_path / "realfaces"
+    (root / "hq").mkdir(parents=True)
+    (root / "lq").mkdir()
+    lines = ["file,quality,eye_distance_px"]
+    for i in range(4):
+        Image.fromarray(_textured_photo(400, i)).save(root / "hq" / f"h{i}.png")
+        lines.append(f"hq/h{i}.png,hq,80.0")
+    for i in range(3):
+        blurred = cv2.GaussianBlur(_textured_photo(330, 10 + i), (0, 0), 2.5)  # stub IED 66 px
+        Image.fromarray(blurred).save(root / "lq" / f"l{i}.png")
+        lines.append(f"lq/l{i}.png,lq,")
+    (root / "index.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_roc_auc_known_answers():
+    assert ev.roc_auc([3, 4], [1, 2]) == 1.0 and ev.roc_auc([1, 2], [3, 4]) == 0.0
+    assert ev.roc_auc([1, 1], [1, 1]) == 0.5 and ev.roc_auc([2, 0], [1]) == 0.5
+    with pytest.raises(InvalidArgumentError):
+        ev.roc_auc([], [1])
+
+
+def test_realfaces_separates_sharp_from_blurred_and_shrinks_hq_only(realfaces_root):
+    photos = ev.read_index(realfaces_root)
+    assert [p.quality for p in photos].count("hq") == 4 and len(photos) == 7
+    sharp = StubAssessor(lambda crop, eye: sharpness(crop))
+    sharp.detector = StubDetector()
+    scores = ev.score_realfaces(photos, sharp, baselines=["sharpness", "eye_distance"], shrink=(56, 71), seed=1)
+    assert len(scores) == 14 and all(s.found for s in scores)
+    shrunk_hq = [s for s in scores if s.condition == ev.HQ_SHRUNK and s.photo.quality == "hq"]
+    assert all(56 - 1 <= s.eye_distance <= 71 + 1 for s in shrunk_hq)
+    assert [ev.shrink_target(s.photo, (56, 71), 1) for s in shrunk_hq] != [ev.shrink_target(s.photo, (56, 71), 2) for s in shrunk_hq]
+    as_is_lq = {s.photo.path: s.values for s in scores if s.condition == ev.AS_IS and s.photo.quality == "lq"}
+    assert all(s.values == as_is_lq[s.photo.path] for s in scores if s.condition == ev.HQ_SHRUNK and s.photo.quality == "lq")
+    table = ev.realfaces_table(scores).set_index(["condition", "measure"])
+    assert table.loc[(ev.AS_IS, "model"), "auc"] == 1.0 and table.loc[(ev.AS_IS, "sharpness"), "auc"] == 1.0
+    assert table.loc[(ev.AS_IS, "eye_distance"), "auc"] == 1.0  # 80 px vs 66 px faces
+    assert table.loc[(ev.HQ_SHRUNK, "eye_distance"), "auc"] < 1.0  # size no longer separates them
+    assert table.loc[(ev.AS_IS, "model"), "n_hq"] == 4 and table.loc[(ev.AS_IS, "model"), "n_lq"] == 3
+
+
+def test_realfaces_index_errors_are_one_line(tmp_path, realfaces_root):
+    with pytest.raises(InvalidArgumentError, match="no index.csv"):
+        ev.read_index(tmp_path)
+    index = realfaces_root / "index.csv"
+    good = index.read_text()
+    for text, match in [
+        (good.replace("quality", "class"), "missing column"),
+        (good.replace(",lq,", ",medium,", 1), "hq or lq"),
+        (good.replace("h0.png", "gone.png", 1), "not found"),
+        ("file,quality\nhq/h0.png,hq\n", "both hq and lq"),
+    ]:
+        index.write_text(text)
+        with pytest.raises(InvalidArgumentError, match=match) as info:
+            ev.read_index(realfaces_root)
+        assert "\n" not in str(info.value)
+
+
+def test_realfaces_cli_with_a_stub_assessor(tmp_path, realfaces_root, monkeypatch):
+    import faceiqa.api
+
+    def make(weights, device=None):
+        a = StubAssessor(lambda c, e: sharpness(c))
+        a.detector = StubDetector()
+        return a
+
+    monkeypatch.setattr(faceiqa.api, "FaceQualityAssessor", make)
+    out = tmp_path / "scores.csv"
+    r = _run(["evaluate", "realfaces", "--root", str(realfaces_root), "--scores", str(out), "--baselines", "sharpness"])
+    assert r.exit_code == 0, r.output
+    assert "| as is " in r.output and "| hq shrunk " in r.output and "auc" in r.output
+    rows = pd.read_csv(out)
+    assert len(rows) == 14 and set(rows.columns) >= {"file", "quality", "condition", "model", "sharpness"}
+    r = _run(["evaluate", "realfaces", "--root", str(realfaces_root), "--shrink", "70"])
+    assert r.exit_code == 2 and "low,high" in r.output
+
+
+def test_the_shared_realfaces_index_reads(shared_dir):
+    root = shared_dir / "data" / "realfaces"
+    if not (root / "index.csv").is_file():
+        pytest.skip("shared/data/realfaces not present")
+    photos = ev.read_index(root)
+    assert sum(p.quality == "hq" for p in photos) == 68 and sum(p.quality == "lq" for p in photos) == 51
