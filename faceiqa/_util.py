@@ -35,6 +35,8 @@ __all__ = [
     "new_file_mode",
     "one_line",
     "pick_device",
+    "publish",
+    "temp_name_for",
 ]
 
 
@@ -146,17 +148,35 @@ def new_file_mode() -> int:
     return 0o666 & ~_read_umask()
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to write; it replaces ``path`` when the block succeeds.
+def publish(tmp: Path, path: Path, *, replace: bool) -> None:
+    """Give the finished file ``tmp`` the name ``path``, atomically.
 
-    The file is flushed to disk and given ordinary permissions (umask) before the rename; on
-    an error it is removed and ``path`` is untouched. Use for writers that take a path
-    (``torch.save``, ``np.savez``, ``onnx.save``).
+    ``replace=True`` renames over whatever ``path`` is (a symbolic link is replaced, never
+    written through); ``replace=False`` links the name only if nothing has it yet (a second
+    writer gets :class:`FileExistsError`, and nobody ever sees a torn file). On success
+    ``tmp`` is gone; on an error it is left for the caller.
+    """
+    if replace:
+        os.replace(tmp, path)
+        return
+    os.link(tmp, path)
+    tmp.unlink()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; it becomes ``path`` when the block succeeds.
+
+    The file is flushed to disk and given ordinary permissions (umask) before it is
+    published with :func:`publish`; on an error it is removed and ``path`` is untouched. Use
+    for writers that take a path (``torch.save``, ``np.savez``, ``onnx.save``).
+
+    Raises:
+        FileExistsError: ``replace=False`` and ``path`` exists (it is left as it was).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -164,18 +184,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, new_file_mode())  # mkstemp makes 0o600 files
-        os.replace(tmp, path)
+        publish(tmp, path, replace=replace)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], *, binary: bool = False) -> Path:
+def _short(name: str, room: int = 40) -> str:
+    """``name`` cut so that a temporary name made from it stays within NAME_MAX (255 bytes)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= 255 - room:
+        return name
+    return raw[: 255 - room].decode("utf-8", "ignore")
+
+
+def temp_name_for(path: Path, suffix: str) -> str:
+    """A hidden sibling name prefix for ``path`` that fits NAME_MAX with ``suffix`` and mkstemp's 8 characters."""
+    return f".{_short(path.name, 12 + len(suffix))}."
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], *, binary: bool = False, replace: bool = True
+) -> Path:
     """Write a file through ``write(fh)`` so that readers see the old file or the whole new one.
 
-    Text files are UTF-8 with ``newline=""`` (the csv module's convention).
+    Text files are UTF-8 with ``newline=""`` (the csv module's convention). ``replace``: see
+    :func:`publish`.
     """
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=replace) as tmp:
         mode, kw = ("wb", {}) if binary else ("w", {"newline": "", "encoding": "utf-8"})
         with open(tmp, mode, **kw) as fh:
             write(fh)

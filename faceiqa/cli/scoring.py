@@ -9,11 +9,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from faceiqa._util import atomic_write
 from faceiqa.cli._common import check_device_option, fail, make_assessor, model_options, write_failed
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.images import expand_inputs, read_image
@@ -30,9 +32,10 @@ _PAST = {"copy": "copied", "move": "moved", "link": "linked"}
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    """True when ``path`` lies in ``folder`` (both compared with links and ``..`` resolved)."""
+    """True when ``path`` lies in ``folder`` or below it (links and ``..`` of its folder resolved)."""
     try:
-        return os.path.realpath(path.parent).startswith(os.path.join(os.path.realpath(folder), ""))
+        where = os.path.join(os.path.realpath(path.parent), path.name)
+        return where.startswith(os.path.join(os.path.realpath(folder), ""))
     except (OSError, ValueError):
         return False
 
@@ -152,29 +155,36 @@ def _thumbnail_source(report_dir: Path | None) -> Callable[[ReportRow], bytes | 
     return thumb
 
 
-def _html(rows: list[ReportRow], path: Path, threshold: float | None, report_dir: Path | None = None) -> None:
-    write_html(rows, path, threshold=threshold, thumbnail=_thumbnail_source(report_dir))
+def _html(rows: list[ReportRow], path: Path, threshold: float | None, report_dir: Path | None = None, *, replace: bool = False) -> None:
+    write_html(rows, path, threshold=threshold, thumbnail=_thumbnail_source(report_dir), replace=replace)
 
 
-def _open_csv(path: Path, option: str) -> CsvReportWriter:
+@contextmanager
+def _report_errors(option: str, path: Path) -> Iterator[None]:
+    """Writing a report: a failure, or another run taking the name first, is a one-line error (exit 1)."""
     try:
-        return CsvReportWriter(path)
+        yield
+    except FileExistsError as exc:
+        raise click.ClickException(f"{option} {path}: another run created it meanwhile; not replaced ({exc})") from None
     except OSError as exc:
         raise write_failed(option, path, exc) from None
 
 
-def _write_reports(rows: list[ReportRow], json_path: Path | None, html_path: Path | None, threshold: float | None) -> None:
+def _open_csv(path: Path, option: str, replace: bool) -> CsvReportWriter:
+    with _report_errors(option, path):
+        return CsvReportWriter(path, replace=replace)
+
+
+def _write_reports(
+    rows: list[ReportRow], json_path: Path | None, html_path: Path | None, threshold: float | None, replace: bool
+) -> None:
     """Write the JSON and HTML reports (after the run); a failure is a clear error, exit 1."""
-    for path, option in ((json_path, "--json"), (html_path, "--html")):
-        if path is None:
-            continue
-        try:
-            if option == "--json":
-                write_json(rows, path)
-            else:
-                _html(rows, path, threshold)
-        except OSError as exc:
-            raise write_failed(option, path, exc) from None
+    if json_path is not None:
+        with _report_errors("--json", json_path):
+            write_json(rows, json_path, replace=replace)
+    if html_path is not None:
+        with _report_errors("--html", html_path):
+            _html(rows, html_path, threshold, replace=replace)
 
 
 @click.command("score")
@@ -198,7 +208,7 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
     assessor = make_assessor(opts)
     rows: list[ReportRow] = []
     if csv_file is not None:
-        with _open_csv(csv_file, "--csv") as writer:
+        with _report_errors("--csv", csv_file), _open_csv(csv_file, "--csv", overwrite) as writer:
             for row in _run(assessor, files, opts["quiet"]):
                 writer.write(row)
                 rows.append(row)
@@ -209,7 +219,7 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
             out.writerow(row.to_cells())
             rows.append(row)
         sys.stdout.flush()
-    _write_reports(rows, json_file, html_file, None)
+    _write_reports(rows, json_file, html_file, None, overwrite)
     _summary(rows, opts["quiet"])
 
 
@@ -267,7 +277,7 @@ def filter_cmd(
         _check_out(out, dry_run)
     transferer = Transferer(out, mode, dry_run=dry_run) if out is not None else None
     rows: list[ReportRow] = []
-    writer = _open_csv(report_file, "--report") if report_file is not None else None
+    writer = _open_csv(report_file, "--report", overwrite) if report_file is not None else None
     n_images = n_pass = n_done = 0
     failures: list[str] = []
     try:
@@ -292,10 +302,14 @@ def filter_cmd(
                         failures.append(f"{d.path}: {t.error}")
                         line += f"\t{verb} FAILED: {t.error}"
             click.echo(line)
-    finally:
+    except BaseException:
         if writer is not None:
+            writer.abandon()
+        raise
+    if writer is not None:
+        with _report_errors("--report", report_file):
             writer.close()
-    _write_reports(rows, json_file, html_file, min_score)
+    _write_reports(rows, json_file, html_file, min_score, overwrite)
     if not opts["quiet"]:
         msg = f"faceiqa: {n_pass} of {n_images} photos pass --min {min_score:g} (policy {policy})"
         if transferer is not None and not dry_run:
@@ -351,13 +365,13 @@ def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | Non
     for line in table:
         click.echo("\t".join(line))
     if csv_file is not None:
-        try:
-            with open(csv_file, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(header)
-                w.writerows(table)
-        except OSError as exc:
-            raise write_failed("--csv", csv_file, exc) from None
+        def write(fh: Any) -> None:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(table)
+
+        with _report_errors("--csv", csv_file):
+            atomic_write(csv_file, write, replace=overwrite)
     _summary(rows, opts["quiet"])
 
 
@@ -386,7 +400,7 @@ def report_cmd(report_csv: str, html_path: str, min_score: float | None, overwri
     except InvalidArgumentError as exc:
         raise fail(exc) from None
     try:
-        _html(rows, html_file, min_score, Path(report_csv).parent)
+        _html(rows, html_file, min_score, Path(report_csv).parent, replace=overwrite)
     except OSError as exc:
         raise write_failed("--html", html_file, exc) from None
 

@@ -152,7 +152,7 @@ def monotonicity_of_scorer(
     from faceiqa.face.alignment import align_face, get_template
     from faceiqa.models.features import FACE_FEATURES
 
-    extra_names = tuple(getattr(scorer, "extra_names", ()))
+    extra_names = tuple(getattr(getattr(scorer, "config", None), "extra", ()))
     if getattr(scorer, "extra_inputs", 0) and (
         len(extra_names) != scorer.extra_inputs or any(n not in FACE_FEATURES for n in extra_names)
     ):

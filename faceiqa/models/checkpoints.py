@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from faceiqa._util import one_line
 from faceiqa.errors import CheckpointError, InvalidArgumentError, WeightsNotFoundError
 
 logger = logging.getLogger("faceiqa.models.checkpoints")
@@ -45,24 +46,78 @@ _MAX_LISTED = 5
 StateDict = dict[str, torch.Tensor]
 
 
+#: A zip record (torch's archive format) may declare at most this many bytes per byte it
+#: takes in the file: torch stores tensors uncompressed, so a real checkpoint is near 1.
+MAX_RECORD_INFLATION = 4.0
+#: ... and the records together at most this much more than the file itself.
+MAX_ARCHIVE_SLACK = 16 << 20
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a torch zip archive whose records would inflate far beyond the file's size.
+
+    Reads only the zip directory (declared sizes), so a decompression bomb is refused in
+    milliseconds and without the memory it would take. Legacy (non-zip) files have no
+    compressed records and pass.
+
+    Raises:
+        CheckpointError: a record, or all of them together, declare more than the limits.
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: not a readable torch checkpoint ({one_line(exc, 120)})") from None
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > MAX_RECORD_INFLATION * max(info.compress_size, 1) + (1 << 20):
+            raise CheckpointError(
+                f"{path.name}: record {info.filename!r} declares {info.file_size} bytes from {info.compress_size} "
+                "stored (a compressed bomb, not a torch checkpoint); refused"
+            )
+    if total > size + MAX_ARCHIVE_SLACK:
+        raise CheckpointError(f"{path.name}: its records declare {total} bytes in a {size}-byte file; refused")
+
+
+def safe_load(path: str | Path) -> object:
+    """``torch.load(weights_only=True)`` after :func:`check_archive`: tensors and plain
+    containers only, never code, with a one-line error that does not suggest unsafe loading.
+
+    Raises:
+        WeightsNotFoundError: no such file.
+        CheckpointError: an unreadable, unsafe or oversized file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint not found: {path}")
+    check_archive(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many unrelated types for a bad or unsafe file
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            reason = "it holds objects other than tensors and plain containers; refused, it is never run"
+        else:
+            reason = f"{exc.__class__.__name__}: {one_line(text.splitlines()[0] if text.strip() else '', 160)}"
+        raise CheckpointError(f"{path.name}: not a readable torch checkpoint of plain tensors ({reason})") from None
+
+
 def read_checkpoint(path: str | Path) -> StateDict:
     """Read a checkpoint file into a plain CPU state dict (wrappers and ``module.`` removed).
 
     Raises:
         WeightsNotFoundError: no such file.
-        CheckpointError: not a readable torch file, or no state dict inside.
+        CheckpointError: not a readable torch file, unsafe or oversized (see :func:`safe_load`),
+            or no state dict inside.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many unrelated types for a bad or unsafe file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"{path.name}: not a readable torch checkpoint of plain tensors ({exc.__class__.__name__}: {first[:200]})"
-        ) from None
-    return strip_module_prefix(unwrap_state_dict(obj, source=path.name))
+    return strip_module_prefix(unwrap_state_dict(safe_load(path), source=path.name))
 
 
 def _is_state_dict(obj: object) -> bool:

@@ -38,6 +38,7 @@ from torch import nn
 
 from faceiqa import hub as weights_registry
 from faceiqa.errors import CheckpointError, InvalidArgumentError, WeightsNotFoundError
+from faceiqa.models.checkpoints import safe_load
 
 logger = logging.getLogger("faceiqa.recognition")
 
@@ -230,10 +231,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"recognizer weights not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"{path.name}: not a readable torch file ({exc.__class__.__name__})") from None
+    blob = safe_load(path)
     if not isinstance(blob, dict) or blob.get("format") != _FORMAT or "tensors" not in blob:
         raise CheckpointError(f"{path.name}: not a converted face-api recognizer file (format {_FORMAT!r})")
     state: dict[str, torch.Tensor] = {}

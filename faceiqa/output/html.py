@@ -175,7 +175,7 @@ def render_html(
     return "\n".join(out)
 
 
-def write_html(rows: Sequence[ReportRow], path: str | os.PathLike[str], **kwargs: object) -> None:
-    """Render :func:`render_html` and write it atomically."""
+def write_html(rows: Sequence[ReportRow], path: str | os.PathLike[str], *, replace: bool = True, **kwargs: object) -> None:
+    """Render :func:`render_html` and write it atomically (``replace``: see :func:`faceiqa._util.publish`)."""
     page = render_html(rows, **kwargs)  # type: ignore[arg-type]
-    atomic_write(path, lambda fh: fh.write(page))
+    atomic_write(path, lambda fh: fh.write(page), replace=replace)

@@ -26,13 +26,14 @@ import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faceiqa._util import atomic_write
+from faceiqa._util import atomic_write, new_file_mode, publish, temp_name_for
 
 if TYPE_CHECKING:
     from faceiqa.results import ImageAssessment
@@ -156,34 +157,61 @@ def no_face_row(path: str | os.PathLike[str]) -> ReportRow:
 class CsvReportWriter:
     """Streams rows to a CSV report: header first, one flushed line per row.
 
-    Rows reach the disk as they are produced, so a long run that is interrupted still
-    leaves every finished row behind. Use as a context manager.
+    Rows go to a hidden sibling (``.NAME.<random>.partial``) as they are produced and the
+    report gets its name only when the writer is closed normally: readers never see a
+    half-written report, and a run that is interrupted leaves every finished row in that
+    partial file. Without ``replace`` the name is taken only if it is still free, so of two
+    runs writing the same report the second fails (:class:`FileExistsError`) instead of
+    mixing rows; with ``replace`` an existing file or symbolic link at that name is replaced
+    (a link is never written through). Use as a context manager.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, replace: bool = False):
         self.path = Path(path)
+        self.replace = replace
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w", newline="", encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_for(self.path, ".partial"), suffix=".partial", dir=self.path.parent)
+        self.partial = Path(tmp)
+        os.chmod(fd, new_file_mode())
+        self._fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._fh)
         self._writer.writerow(REPORT_COLUMNS)
+        self._fh.flush()
 
     def write(self, row: ReportRow) -> None:
         self._writer.writerow(row.to_cells())
         self._fh.flush()
 
     def close(self) -> None:
+        """Finish the file and give it its name (see the class docstring)."""
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        try:
+            publish(self.partial, self.path, replace=self.replace)
+        except FileExistsError:
+            raise FileExistsError(f"{self.path} was created by another writer meanwhile; the rows are in {self.partial}") from None
+
+    def abandon(self) -> Path:
+        """Stop without publishing; the rows so far stay in :attr:`partial`, which is returned."""
         if not self._fh.closed:
             self._fh.close()
+        return self.partial
 
     def __enter__(self) -> CsvReportWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
 
-def write_csv(rows: Iterable[ReportRow], path: str | os.PathLike[str]) -> None:
-    """Write a CSV report atomically (a temporary file renamed into place)."""
+def write_csv(rows: Iterable[ReportRow], path: str | os.PathLike[str], *, replace: bool = True) -> None:
+    """Write a CSV report atomically (see :func:`faceiqa._util.publish` for ``replace``)."""
 
     def write(fh: io.TextIOBase) -> None:
         writer = csv.writer(fh)
@@ -191,13 +219,13 @@ def write_csv(rows: Iterable[ReportRow], path: str | os.PathLike[str]) -> None:
         for row in rows:
             writer.writerow(row.to_cells())
 
-    atomic_write(path, write)
+    atomic_write(path, write, replace=replace)
 
 
-def write_json(rows: Iterable[ReportRow], path: str | os.PathLike[str]) -> None:
-    """Write a JSON report (a list of records) atomically."""
+def write_json(rows: Iterable[ReportRow], path: str | os.PathLike[str], *, replace: bool = True) -> None:
+    """Write a JSON report (a list of records) atomically (``replace``: see :func:`faceiqa._util.publish`)."""
     records = [row.to_record() for row in rows]
-    atomic_write(path, lambda fh: json.dump(records, fh, indent=1, allow_nan=False))
+    atomic_write(path, lambda fh: json.dump(records, fh, indent=1, allow_nan=False), replace=replace)
 
 
 def _parse_float(text: str) -> float:

@@ -199,14 +199,12 @@ def fit(
     best_epoch, stale, start = 0, 0, 1
     last_path = run_dir / "last.pt"
     if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = read_resume_state(last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = [EpochLog(**h) for h in state["history"]]
         best, best_epoch, stale, start = tuple(state["best"]), state["best_epoch"], state["stale"], state["epoch"] + 1
-        random.setstate(state["py_rng"])
-        np.random.set_state(state["np_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng(state)
         log.info("resumed from epoch %d", state["epoch"])
     for epoch in range(start, config.epochs + 1):
         factor = config.lr_decay ** ((epoch - 1) // config.lr_decay_every)
@@ -261,9 +259,7 @@ def fit(
                     "best_epoch": best_epoch,
                     "stale": stale,
                     "epoch": epoch,
-                    "py_rng": random.getstate(),
-                    "np_rng": np.random.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    **rng_state(),
                 },
                 tmp,
             )
@@ -273,6 +269,48 @@ def fit(
     if best_epoch == 0:
         raise InvalidArgumentError("training produced no valid checkpoint (validation SRCC undefined)")
     return FitResult(best_epoch, best[0], best[1], history, run_dir)
+
+
+def rng_state() -> dict[str, Any]:
+    """The Python, NumPy and torch random states as tensors and plain types (loadable with
+    ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "py_rng": [int(version), torch.tensor(internal, dtype=torch.int64), gauss],
+        "np_rng": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Undo :func:`rng_state`."""
+    version, internal, gauss = state["py_rng"]
+    random.setstate((int(version), tuple(int(v) for v in internal.tolist()), gauss))
+    kind, keys, pos, has_gauss, cached = state["np_rng"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch_rng"])
+
+
+_RESUME_KEYS = {"model", "optimizer", "history", "best", "best_epoch", "stale", "epoch", "py_rng", "np_rng", "torch_rng"}
+
+
+def read_resume_state(path: Path) -> dict[str, Any]:
+    """A run's ``last.pt``, loaded safely (tensors and plain types only; never code).
+
+    Raises:
+        InvalidArgumentError: not a resume file of this version (unsafe, unreadable or other keys).
+    """
+    from faceiqa.errors import CheckpointError
+    from faceiqa.models.checkpoints import safe_load
+
+    try:
+        state = safe_load(path)
+    except CheckpointError as exc:
+        raise InvalidArgumentError(f"cannot resume from {path}: {exc}") from None
+    if not isinstance(state, dict) or not _RESUME_KEYS <= set(state):
+        raise InvalidArgumentError(f"cannot resume from {path}: not a faceiqa resume file (start a new run folder)")
+    return state
 
 
 def _better(candidate: tuple[float, float], best: tuple[float, float]) -> bool:

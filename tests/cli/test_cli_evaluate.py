@@ -787,3 +787,17 @@ def test_the_shared_realfaces_index_reads(shared_dir):
         pytest.skip("shared/data/realfaces not present")
     photos = ev.read_index(root)
     assert sum(p.quality == "hq" for p in photos) == 68 and sum(p.quality == "lq" for p in photos) == 51
+
+
+@pytest.mark.tiny_model
+def test_monotonicity_of_a_real_scorer_with_a_face_size_input(noise_photos):
+    from official_hyperiqa import tiny_random_hypernet
+
+    from faceiqa.models.config import ModelConfig
+    from faceiqa.models.scorer import QualityScorer
+
+    scorer = QualityScorer(
+        tiny_random_hypernet(extra=1), ModelConfig("tiny-face", 224, "hyperiqa-224", extra=("log2_resolution",)), device="cpu"
+    )
+    rows, skipped = ev.monotonicity_of_scorer(noise_photos, scorer=scorer, detector=StubDetector(), kinds=["blur"])
+    assert skipped == 0 and rows[0].kind == "blur" and rows[0].n_images == 3

@@ -254,3 +254,54 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"w": torch.zeros(1), "obj": zipfile.ZipInfo("x")}, path)
     with pytest.raises(CheckpointError, match="not a readable torch checkpoint of plain tensors"):
         read_checkpoint(path)
+
+
+class _Payload:
+    """Pickles to a call that would create a marker file when unpickled unsafely."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_runs_code_is_refused_without_unsafe_advice(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "planted.pt"
+    torch.save({"w": torch.zeros(1), "x": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert "refused" in message and "weights_only" not in message and "\n" not in message
+    assert not marker.exists()
+
+
+def test_a_compressed_bomb_is_refused_from_its_zip_directory(tmp_path, monkeypatch):
+    import faceiqa.models.checkpoints as ck
+
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb/data.pkl", b"\x80\x02}q\x00.")
+        with z.open("bomb/data/0", "w", force_zip64=True) as out:
+            chunk = bytes(1 << 20)
+            for _ in range(64):  # 64 MiB of zeros in about 64 KB
+                out.write(chunk)
+    assert path.stat().st_size < 1 << 20
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load must not see the bomb")
+
+    monkeypatch.setattr(ck.torch, "load", never)
+    with pytest.raises(CheckpointError, match="compressed bomb") as info:
+        read_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_real_checkpoint_passes_the_archive_check(tmp_path):
+    import faceiqa.models.checkpoints as ck
+
+    path = tmp_path / "ok.pt"
+    torch.save({"w": torch.randn(256, 256)}, path)
+    ck.check_archive(path)
+    assert torch.equal(read_checkpoint(path)["w"], torch.load(path, weights_only=True)["w"])

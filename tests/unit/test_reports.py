@@ -55,13 +55,52 @@ def test_csv_round_trip_keeps_scores_bit_exact(tmp_path):
     assert back[2].face is None and math.isnan(back[2].score)
 
 
-def test_streaming_writer_flushes_each_row(tmp_path):
+def test_streaming_writer_flushes_each_row_and_publishes_on_close(tmp_path):
     path = tmp_path / "s.csv"
     with CsvReportWriter(path) as writer:
         writer.write(_rows()[0])
-        assert len(path.read_text().splitlines()) == 2  # on disk before close
+        assert len(writer.partial.read_text().splitlines()) == 2  # on disk before close
+        assert writer.partial.parent == tmp_path and writer.partial.name.startswith(".s.csv.")
+        assert not path.exists()  # nobody sees a half-written report
         writer.write(_rows()[2])
-    assert [r.path for r in read_csv(path)] == ["a.jpg", "b.png"]
+    assert [r.path for r in read_csv(path)] == ["a.jpg", "b.png"] and not writer.partial.exists()
+
+
+def test_an_interrupted_writer_keeps_its_rows_and_publishes_nothing(tmp_path):
+    path = tmp_path / "s.csv"
+    with pytest.raises(KeyboardInterrupt), CsvReportWriter(path) as writer:
+        writer.write(_rows()[0])
+        raise KeyboardInterrupt
+    assert not path.exists() and len(writer.partial.read_text().splitlines()) == 2
+
+
+def test_a_second_writer_of_the_same_report_fails_and_the_first_stays_whole(tmp_path):
+    path = tmp_path / "s.csv"
+    first, second = CsvReportWriter(path), CsvReportWriter(path)
+    for row in _rows():
+        first.write(row)
+    second.write(_rows()[0])
+    first.close()
+    with pytest.raises(FileExistsError, match="another writer") as info:
+        second.close()
+    assert [r.path for r in read_csv(path)] == [r.path for r in _rows()]
+    assert str(second.partial) in str(info.value) and second.partial.exists()
+
+
+def test_replacing_a_report_replaces_a_symlink_and_never_writes_through_it(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with CsvReportWriter(link, replace=True) as writer:
+        writer.write(_rows()[0])
+    assert target.read_text() == "keep me" and not link.is_symlink() and read_csv(link)[0].path == "a.jpg"
+    json_link = tmp_path / "link.json"
+    json_link.symlink_to(target)
+    write_json(_rows(), json_link)
+    assert target.read_text() == "keep me" and not json_link.is_symlink()
+    with pytest.raises(FileExistsError):
+        write_json(_rows(), tmp_path / "link.json", replace=False)
 
 
 def test_json_holds_the_same_records(tmp_path):

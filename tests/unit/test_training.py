@@ -208,3 +208,38 @@ def test_trainset_from_real_photos_is_identity_split_labelled_and_reproducible(l
         np.testing.assert_array_equal(a, b)
     back = FaceTrainSet.load(ds.save(tmp_path / "set.npz"))
     np.testing.assert_array_equal(back.label, ds.label)
+
+
+def test_resume_refuses_a_planted_last_pt_without_running_it(tmp_path):
+    from faceiqa.training.loop import read_resume_state
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "obj": Payload()}, run / "last.pt")
+    with pytest.raises(InvalidArgumentError, match="cannot resume") as info:
+        read_resume_state(run / "last.pt")
+    assert "weights_only" not in str(info.value) and not (tmp_path / "ran").exists()
+    torch.save({"model": {}}, run / "last.pt")  # safe, but not a resume file
+    with pytest.raises(InvalidArgumentError, match="not a faceiqa resume file"):
+        read_resume_state(run / "last.pt")
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    import random
+
+    from faceiqa.training.loop import restore_rng, rng_state
+
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
