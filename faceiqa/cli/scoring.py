@@ -297,7 +297,7 @@ def filter_cmd(
                         line += f"\twould {verb} to {t.destination}"
                     elif t.done:
                         n_done += 1
-                        line += f"\t{verb} -> {t.destination}"
+                        line += f"\t{verb} -> {t.destination}" + (" (already there)" if t.reused else "")
                     else:
                         failures.append(f"{d.path}: {t.error}")
                         line += f"\t{verb} FAILED: {t.error}"

@@ -3,23 +3,32 @@
 Guarantees:
 
 - A destination that exists is never overwritten: the name gets a ``_1``, ``_2``, ...
-  suffix. Names are reserved atomically (``O_CREAT | O_EXCL``), so two runs writing into
-  the same folder cannot take the same name.
-- ``copy`` writes into a hidden temporary file, flushes it to disk (fsync) and only then
-  renames it onto its reserved name: an interrupted copy leaves no half-written file
-  under the final name.
-- ``move`` renames when source and destination share a file system (atomic); otherwise
-  it copies as above and deletes the source only after the copy is complete and flushed.
-  If anything fails, the source stays where it was.
+  suffix. A name is taken only with a finished file, by a hard link that fails if the name
+  exists (``link(2)``), so two runs writing into the same folder cannot take the same name
+  and no empty placeholder or half-written file is ever visible under a final name.
+- ``copy`` writes into a hidden temporary file beside the destination
+  (``.NAME.faceiqa-PID-XXXXXXXX.part``, within NAME_MAX), flushes it to disk (fsync) and only
+  then links it to its name. Temporary files of runs that died (their process is gone) are
+  removed the next time a run writes into that folder.
+- ``move`` hard-links the source to its new name and then unlinks the source when both are on
+  one file system (a kill in between leaves one file under two names); otherwise it copies as
+  above and deletes the source only after the copy is complete and flushed. If anything
+  fails, the source stays where it was.
+- A destination that already holds the same bytes (size and sha256) as the source is reused,
+  not duplicated: rerunning the same filter adds nothing, and a move interrupted after its
+  copy completes on the rerun.
 - ``link`` creates a symbolic link to the source's absolute path.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +58,8 @@ class Transfer:
         mode: copy, move or link.
         done: True when the operation completed (always False in a dry run).
         error: a one-line reason when the operation failed, else empty.
+        reused: the destination already held the same bytes (an earlier run put them there),
+            so nothing was written.
     """
 
     source: Path
@@ -56,12 +67,39 @@ class Transfer:
     mode: TransferMode
     done: bool
     error: str = ""
+    reused: bool = False
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8 (undecodable name bytes kept as they are)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
+def _fit(name: str, room: int = 0) -> str:
+    """``name`` with its stem shortened so that it stays within NAME_MAX (255 bytes) with ``room`` spare."""
+    p = Path(name)
+    suffix = p.suffix if len(p.suffix) < 32 else ""
+    return _cut(p.stem if suffix else name, 255 - room - len(suffix.encode("utf-8", "surrogateescape"))) + suffix
 
 
 def _candidates(dest: Path) -> Iterator[Path]:
-    yield dest
+    yield dest.with_name(_fit(dest.name))
     for i in range(1, _MAX_SUFFIX):
-        yield dest.with_name(f"{dest.stem}_{i}{dest.suffix}")
+        tail = f"_{i}{dest.suffix}"
+        yield dest.with_name(_cut(dest.stem, 255 - len(tail.encode("utf-8", "surrogateescape"))) + tail)
+
+
+def _free_name(src: Path, dest: Path, taken: set[Path]) -> tuple[Path, bool]:
+    """Dry runs: the name a transfer would take, or reuse (nothing is created)."""
+    for cand in _candidates(dest):
+        if cand in taken:
+            continue
+        if not os.path.lexists(cand):
+            return cand, False
+        if same_bytes(src, cand):
+            return cand, True
+    raise OSError(errno.EEXIST, f"no free name for {dest.name}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -77,31 +115,90 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _reserve(dest: Path, taken: set[Path]) -> Path:
-    """Create an empty placeholder under the first free candidate name and return it."""
+_PART = re.compile(r"\.faceiqa-(\d+)-[^.]+\.part$")
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{_fit(final.name, 40)}.faceiqa-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: someone else's live process
+        return True
+    return True
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by faceiqa runs whose process is gone."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _PART.search(entry.name)
+        if m and entry.name.startswith(".") and entry.is_file(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    if removed:
+        log.info("removed %d stale partial file(s) of interrupted runs in %s", len(removed), folder)
+    return removed
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """True when ``b`` is a regular file (not a link) with the size and sha256 of ``a``."""
+    try:
+        sb = os.lstat(b)
+        if not stat.S_ISREG(sb.st_mode) or sb.st_size != os.stat(a).st_size:
+            return False
+        return os.path.samefile(a, b) or _sha256(a) == _sha256(b)
+    except OSError:
+        return False
+
+
+def _take_name(write: Path | None, src: Path, dest: Path, taken: set[Path], *, hard_link_source: bool) -> tuple[Path, bool]:
+    """Give a finished file the first free candidate name, or reuse one holding the same bytes.
+
+    ``write`` is the finished temporary file (copy), or None to hard-link ``src`` itself
+    (same-file-system move). Returns (name, reused).
+    """
     for cand in _candidates(dest):
         if cand in taken:
             continue
-        try:
-            fd = os.open(cand, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if os.path.lexists(cand):
+            if same_bytes(src, cand):
+                return cand, True
             continue
-        os.close(fd)
-        return cand
+        try:
+            os.link(src if hard_link_source else write, cand)
+        except FileExistsError:
+            if same_bytes(src, cand):
+                return cand, True
+            continue
+        return cand, False
     raise OSError(errno.EEXIST, f"no free name for {dest.name}")
 
 
-def _free_name(dest: Path, taken: set[Path]) -> Path:
-    """The first candidate name that does not exist (dry runs; nothing is created)."""
-    for cand in _candidates(dest):
-        if cand not in taken and not os.path.lexists(cand):
-            return cand
-    raise OSError(errno.EEXIST, f"no free name for {dest.name}")
-
-
-def _copy_into(src: Path, final: Path) -> None:
-    """Copy src's bytes and times into a temp file beside ``final``, fsync, rename onto it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+def _copy_to_temp(src: Path, final: Path) -> Path:
+    """Copy src's bytes and times into a hidden temporary file beside ``final``, flushed to disk."""
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=".part", dir=final.parent)
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
             shutil.copyfileobj(fin, fout, length=1 << 20)
@@ -111,11 +208,10 @@ def _copy_into(src: Path, final: Path) -> None:
             shutil.copystat(src, tmp)
         except OSError as exc:  # e.g. a file system without permission bits: the bytes are what matter
             log.debug("could not copy times/permissions of %s: %s", src, exc)
-        os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(final.parent)
+    return Path(tmp)
 
 
 def _reason(exc: OSError) -> str:
@@ -139,6 +235,7 @@ class Transferer:
         self.out_dir = Path(out_dir)
         self.dry_run = dry_run
         self._planned: set[Path] = set()
+        self._cleaned: set[Path] = set()
 
     def destination_for(self, source: Path, root: Path | None) -> Path:
         """Where ``source`` goes: its path relative to ``root`` under the output folder."""
@@ -159,40 +256,53 @@ class Transferer:
         dest = self.destination_for(src, Path(root) if root is not None else None)
         if self.dry_run:
             try:
-                final = _free_name(dest, self._planned)
+                final, reused = _free_name(src, dest, self._planned)
             except OSError as exc:
                 return Transfer(src, dest, self.mode, False, _reason(exc))
             self._planned.add(final)
-            return Transfer(src, final, self.mode, False)
+            return Transfer(src, final, self.mode, False, reused=reused)
         if not src.is_file():
             return Transfer(src, dest, self.mode, False, "source is not a regular file")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.parent not in self._cleaned:
+                self._cleaned.add(dest.parent)
+                remove_stale_parts(dest.parent)
             if self.mode is TransferMode.LINK:
                 return self._link(src, dest)
-            final = _reserve(dest, self._planned)
         except OSError as exc:
             return Transfer(src, dest, self.mode, False, f"cannot write to {dest.parent}: {_reason(exc)}")
-        self._planned.add(final)
+        final, reused = dest, False
         try:
             if self.mode is TransferMode.MOVE:
                 try:
-                    os.replace(src, final)  # same file system: atomic; the placeholder is ours
+                    final, reused = _take_name(None, src, dest, self._planned, hard_link_source=True)
+                    self._planned.add(final)
                     _fsync_dir(final.parent)
-                    return Transfer(src, final, self.mode, True)
+                    return self._remove_source(src, final, reused)
                 except OSError as exc:
-                    if exc.errno != errno.EXDEV:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
                         raise
-            _copy_into(src, final)
+            tmp = _copy_to_temp(src, dest)
+            try:
+                final, reused = _take_name(tmp, src, dest, self._planned, hard_link_source=False)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._planned.add(final)
+            _fsync_dir(final.parent)
         except OSError as exc:
-            final.unlink(missing_ok=True)  # our placeholder (or our incomplete copy): never the user's file
             return Transfer(src, final, self.mode, False, _reason(exc))
         if self.mode is TransferMode.MOVE:
-            try:
-                src.unlink()
-            except OSError as exc:
-                return Transfer(src, final, self.mode, False, f"copied, but the source could not be removed: {_reason(exc)}")
-        return Transfer(src, final, self.mode, True)
+            return self._remove_source(src, final, reused)
+        return Transfer(src, final, self.mode, True, reused=reused)
+
+    def _remove_source(self, src: Path, final: Path, reused: bool) -> Transfer:
+        """The last step of a move: the source goes once its bytes are safe under ``final``."""
+        try:
+            src.unlink()
+        except OSError as exc:
+            return Transfer(src, final, self.mode, False, f"copied, but the source could not be removed: {_reason(exc)}")
+        return Transfer(src, final, self.mode, True, reused=reused)
 
     def _link(self, src: Path, dest: Path) -> Transfer:
         target = src.absolute()

@@ -83,3 +83,73 @@ def test_dry_run_touches_nothing_and_plans_unique_names(tree, tmp_path):
 def test_bad_mode():
     with pytest.raises(InvalidArgumentError):
         Transferer("x", "teleport")
+
+
+def test_an_interrupted_copy_leaves_nothing_under_the_final_name(tree, tmp_path, monkeypatch):
+    import faceiqa.output.fileops as fo
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies between the finished temp file and its name
+
+    monkeypatch.setattr(fo.os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Transferer(tmp_path / "out", "copy").transfer(tree / "2.jpg", tree)
+    assert list((tmp_path / "out").iterdir()) == []  # no placeholder, no temp file
+
+
+def test_stale_partial_files_of_dead_runs_are_removed_and_live_ones_kept(tree, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = out / f".2.jpg.faceiqa-{dead_pid}-abcd1234.part"
+    live = out / f".2.jpg.faceiqa-{os.getppid()}-efgh5678.part"
+    user = out / ".my.part"
+    for p in (stale, live, user):
+        p.write_bytes(b"x")
+    r = Transferer(out, "copy").transfer(tree / "2.jpg", tree)
+    assert r.done and not stale.exists() and live.exists() and user.exists()
+
+
+def test_a_rerun_reuses_identical_copies_and_completes_an_interrupted_move(tree, tmp_path):
+    out = tmp_path / "out"
+    first = Transferer(out, "copy").transfer(tree / "2.jpg", tree)
+    again = Transferer(out, "copy").transfer(tree / "2.jpg", tree)
+    assert again.done and again.reused and again.destination == first.destination
+    assert sorted(p.name for p in out.iterdir()) == ["2.jpg"]
+    # a move killed after its copy and before deleting the source: the rerun finishes it
+    moved = Transferer(out, "move").transfer(tree / "2.jpg", tree)
+    assert moved.done and moved.reused and not (tree / "2.jpg").exists()
+    assert (out / "2.jpg").read_bytes() == b"two" and not (out / "2_1.jpg").exists()
+
+
+def test_a_same_file_system_move_is_a_link_then_unlink(tree, tmp_path):
+    out = tmp_path / "out"
+    ino = os.stat(tree / "2.jpg").st_ino
+    r = Transferer(out, "move").transfer(tree / "2.jpg", tree)
+    assert r.done and not r.reused and os.stat(r.destination).st_ino == ino and not (tree / "2.jpg").exists()
+
+
+def test_names_at_the_file_system_limit_copy_and_get_suffixes(tmp_path):
+    src_dir = tmp_path / "photos"
+    src_dir.mkdir()
+    name = "x" * 246 + ".jpg"  # 250 bytes: legal; the temp name and the _1 suffix must still fit
+    (src_dir / name).write_bytes(b"one")
+    out = tmp_path / "out"
+    first = Transferer(out, "copy").transfer(src_dir / name, src_dir)
+    assert first.done, first.error
+    (src_dir / name).write_bytes(b"two")
+    second = Transferer(out, "copy").transfer(src_dir / name, src_dir)
+    assert second.done, second.error
+    assert second.destination.name.endswith("_1.jpg") and len(second.destination.name.encode()) <= 255
+    assert second.destination.read_bytes() == b"two" and first.destination.read_bytes() == b"one"
+
+
+def test_a_dry_run_says_when_a_file_is_already_there(tree, tmp_path):
+    out = tmp_path / "out"
+    Transferer(out, "copy").transfer(tree / "2.jpg", tree)
+    plan = Transferer(out, "copy", dry_run=True).transfer(tree / "2.jpg", tree)
+    assert plan.reused and plan.destination == out / "2.jpg" and not plan.done
