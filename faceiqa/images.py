@@ -382,16 +382,29 @@ def to_rgb(image: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, max_pixels=max_pixels)
     if isinstance(image, Image.Image):
+        _check_pixels(image.width, image.height, max_pixels, "PIL image")
         _load(image)
         return _pil_to_rgb(image)
     if isinstance(image, np.ndarray):
+        if image.ndim >= 2:
+            _check_pixels(image.shape[1], image.shape[0], max_pixels, "image array")
         return _array_to_rgb(image, "image array")
     torch = _torch_module()
     if torch is not None and isinstance(image, torch.Tensor):
+        if image.ndim >= 2:
+            hw = image.shape[-2:] if image.ndim == 3 and image.shape[0] in (1, 3) else image.shape[:2]
+            _check_pixels(int(hw[1]), int(hw[0]), max_pixels, "image tensor")
         return _tensor_to_rgb(image, torch)
     raise InvalidArgumentError(
         f"unsupported image type {type(image).__name__}: expected a path, PIL image, numpy array or torch tensor"
     )
+
+
+def _check_pixels(width: int, height: int, limit: int, what: str) -> None:
+    """In-memory images obey the same pixel limit as files (the same :class:`ImageReadError`)."""
+    check_int(limit, "max_pixels", 1)
+    if width * height > limit:
+        raise _too_large(width, height, limit, what)
 
 
 def _tensor_to_rgb(tensor: Any, torch: Any) -> np.ndarray:
@@ -499,7 +512,8 @@ def list_images(
                 if recursive and (follow_symlinks or not is_link):
                     walk(folder / name, rel + (name,))
                 continue
-            if os.path.splitext(name)[1].lower() in exts:
+            # "photo.jpg " (a trailing space, common on shared drives) is still a JPEG file
+            if os.path.splitext(name)[1].strip().lower() in exts:
                 found.append((rel + (name,), folder / name))
 
     walk(base, ())
@@ -543,13 +557,17 @@ def expand_inputs(
             raise InvalidArgumentError(f"input paths must be str or path-like, got {type(item).__name__}")
         p = Path(item)
         if p.is_dir():
-            for f in list_images(
+            found = list_images(
                 p,
                 recursive=recursive,
                 include_hidden=include_hidden,
                 extensions=extensions,
                 follow_symlinks=follow_symlinks,
-            ):
+            )
+            if not found:
+                # The user named it, so it must not vanish silently (e.g. a folder called "x.jpg").
+                log.warning("%s is a folder with no image files in it; nothing to do there", p)
+            for f in found:
                 add(f)
         elif os.path.lexists(p):
             add(p)

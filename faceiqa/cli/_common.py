@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from faceiqa.errors import InvalidArgumentError, WeightsError
+from faceiqa._util import one_line
+from faceiqa.errors import CheckpointError, InvalidArgumentError, UnknownWeightsError, WeightsError, WeightsNotFoundError
 
 #: A device option for commands that run models.
 device_option = click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available).")
@@ -21,6 +22,10 @@ def fail(exc: BaseException) -> click.ClickException:
     """A library error as a one-line CLI error (exit code 1)."""
     text = str(exc).strip()
     return click.ClickException(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _looks_like_a_path(weights: str) -> bool:
+    return "/" in weights or "\\" in weights or "." in weights
 
 
 def write_failed(option: str, path: object, exc: OSError) -> click.ClickException:
@@ -65,6 +70,12 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Torch threads for the quality model (default: torch's).",
         ),
         click.option("--hidden", is_flag=True, help="Include hidden files and folders."),
+        click.option(
+            "--excel-safe",
+            is_flag=True,
+            help="Prefix CSV text cells that start with = + - @ (a spreadsheet formula) with ' . Off: the CSV "
+            "holds the exact paths.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
     ]
     for option in reversed(options):
@@ -101,6 +112,12 @@ def make_assessor(opts: dict[str, Any]) -> Any:
             mtcnn_threads=opts["mtcnn_threads"],
             score_threads=opts["score_threads"],
         )
+    except (UnknownWeightsError, CheckpointError) as exc:
+        raise click.BadParameter(one_line(exc, 400), param_hint="--weights") from None
+    except WeightsNotFoundError as exc:
+        if _looks_like_a_path(opts["weights"]):
+            raise click.BadParameter(one_line(exc, 400), param_hint="--weights") from None
+        raise fail(exc) from None
     except WeightsError as exc:
         raise fail(exc) from None
     except InvalidArgumentError as exc:

@@ -22,7 +22,17 @@ from faceiqa.images import expand_inputs, read_image
 from faceiqa.output.decisions import Policy
 from faceiqa.output.fileops import Transferer, TransferMode
 from faceiqa.output.html import face_thumbnail, write_html
-from faceiqa.output.reports import REPORT_COLUMNS, CsvReportWriter, ReportRow, Status, read_csv, write_json
+from faceiqa.output.reports import (
+    REPORT_COLUMNS,
+    CsvReportWriter,
+    ReportRow,
+    Status,
+    display_text,
+    excel_safe,
+    read_csv,
+    safe_text,
+    write_json,
+)
 
 log = logging.getLogger("faceiqa.cli")
 
@@ -68,9 +78,12 @@ def _check_new(path: str | None, overwrite: bool, option: str) -> Path | None:
         raise click.UsageError(f"{option} {p} already exists; pass --overwrite to replace it")
     if p.is_dir():
         raise click.UsageError(f"{option} {p} is a folder, not a file")
-    parent = _nearest_existing(p.parent)
+    parent = Path(os.path.abspath(p)).parent
     if not parent.is_dir():
-        raise click.UsageError(f"{option} {p} cannot be created: {parent} is not a folder")
+        what = "is not a folder" if os.path.lexists(parent) else "does not exist"
+        raise click.UsageError(f"{option} {p} cannot be created: {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.UsageError(f"{option} {p} cannot be created: {parent} is not writable")
     return p
 
 
@@ -170,9 +183,9 @@ def _report_errors(option: str, path: Path) -> Iterator[None]:
         raise write_failed(option, path, exc) from None
 
 
-def _open_csv(path: Path, option: str, replace: bool) -> CsvReportWriter:
+def _open_csv(path: Path, option: str, replace: bool, excel_safe: bool) -> CsvReportWriter:
     with _report_errors(option, path):
-        return CsvReportWriter(path, replace=replace)
+        return CsvReportWriter(path, replace=replace, excel_safe=excel_safe)
 
 
 def _write_reports(
@@ -208,7 +221,7 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
     assessor = make_assessor(opts)
     rows: list[ReportRow] = []
     if csv_file is not None:
-        with _report_errors("--csv", csv_file), _open_csv(csv_file, "--csv", overwrite) as writer:
+        with _report_errors("--csv", csv_file), _open_csv(csv_file, "--csv", overwrite, opts["excel_safe"]) as writer:
             for row in _run(assessor, files, opts["quiet"]):
                 writer.write(row)
                 rows.append(row)
@@ -216,7 +229,7 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
         out = csv.writer(sys.stdout)
         out.writerow(REPORT_COLUMNS)
         for row in _run(assessor, files, opts["quiet"]):
-            out.writerow(row.to_cells())
+            out.writerow(row.to_cells(excel_safe=opts["excel_safe"]))
             rows.append(row)
         sys.stdout.flush()
     _write_reports(rows, json_file, html_file, None, overwrite)
@@ -272,12 +285,12 @@ def filter_cmd(
         raise click.BadParameter("is the input folder; choose another folder", param_hint="--out")
     files = _inputs((folder,), opts["hidden"], exclude=out)
     _guard_reports(files, (report_file, "--report"), (json_file, "--json"), (html_file, "--html"))
-    assessor = make_assessor(opts)
     if out is not None:
-        _check_out(out, dry_run)
+        _check_out(out, dry_run)  # before the model loads: a bad --out fails at once
+    assessor = make_assessor(opts)
     transferer = Transferer(out, mode, dry_run=dry_run) if out is not None else None
     rows: list[ReportRow] = []
-    writer = _open_csv(report_file, "--report", overwrite) if report_file is not None else None
+    writer = _open_csv(report_file, "--report", overwrite, opts["excel_safe"]) if report_file is not None else None
     n_images = n_pass = n_done = 0
     failures: list[str] = []
     try:
@@ -287,20 +300,20 @@ def filter_cmd(
                 rows.append(row)
                 if writer is not None:
                     writer.write(row)
-            line = f"{'PASS' if d.passed else 'FAIL'}\t{d.path}\t{d.reason}"
+            line = f"{'PASS' if d.passed else 'FAIL'}\t{display_text(d.path)}\t{display_text(d.reason)}"
             if d.passed:
                 n_pass += 1
                 if transferer is not None:
                     t = transferer.transfer(d.path, root)
                     verb = t.mode.value
                     if dry_run:
-                        line += f"\twould {verb} to {t.destination}"
+                        line += f"\twould {verb} to {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
                     elif t.done:
                         n_done += 1
-                        line += f"\t{verb} -> {t.destination}" + (" (already there)" if t.reused else "")
+                        line += f"\t{verb} -> {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
                     else:
-                        failures.append(f"{d.path}: {t.error}")
-                        line += f"\t{verb} FAILED: {t.error}"
+                        failures.append(f"{display_text(d.path)}: {display_text(t.error)}")
+                        line += f"\t{verb} FAILED: {display_text(t.error)}"
             click.echo(line)
     except BaseException:
         if writer is not None:
@@ -363,12 +376,12 @@ def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | Non
     if top is not None:
         table = table[:top]
     for line in table:
-        click.echo("\t".join(line))
+        click.echo("\t".join(display_text(cell) for cell in line))
     if csv_file is not None:
         def write(fh: Any) -> None:
             w = csv.writer(fh)
             w.writerow(header)
-            w.writerows(table)
+            w.writerows([[excel_safe(c) if opts["excel_safe"] else safe_text(c) for c in row] for row in table])
 
         with _report_errors("--csv", csv_file):
             atomic_write(csv_file, write, replace=overwrite)

@@ -14,7 +14,7 @@ import numpy as np
 
 from faceiqa._util import atomic_write
 from faceiqa.errors import InvalidArgumentError
-from faceiqa.output.reports import ReportRow, Status
+from faceiqa.output.reports import ReportRow, Status, safe_text
 
 # --------------------------------------------------------------------------- HTML report
 
@@ -151,10 +151,10 @@ def render_html(
             if data
             else '<div class="noimg">(no preview)</div>'
         )
-        name = Path(row.path).name
+        name = safe_text(Path(row.path).name)
         out.append(
-            f'<div class="face{"" if passed else " fail"}" data-path="{esc(row.path)}" data-face="{row.face}" '
-            f'data-score="{row.score!r}" data-status="{row.status.value}" title="{esc(row.path)}">'
+            f'<div class="face{"" if passed else " fail"}" data-path="{esc(safe_text(row.path))}" data-face="{row.face}" '
+            f'data-score="{row.score!r}" data-status="{row.status.value}" title="{esc(safe_text(row.path))}">'
             f'{img}<div class="score">{row.score:.3f}</div><div class="name">{esc(name)}#{row.face}</div></div>'
         )
     if not line_drawn:
@@ -165,8 +165,8 @@ def render_html(
         out.append('<table class="errors"><tr><th>path</th><th>status</th><th>reason</th></tr>')
         for row in others:
             out.append(
-                f'<tr class="problem" data-status="{row.status.value}"><td>{esc(row.path)}</td>'
-                f"<td>{row.status.value}</td><td>{esc(row.error)}</td></tr>"
+                f'<tr class="problem" data-status="{row.status.value}"><td>{esc(safe_text(row.path))}</td>'
+                f"<td>{row.status.value}</td><td>{esc(safe_text(row.error))}</td></tr>"
             )
         out.append("</table>")
     else:

@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -53,6 +54,38 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "status",
     "error",
 )
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a file name that are not UTF-8 (held by Python as
+    surrogate escapes) become ``\\xNN``. The report's path contract: every other character is
+    kept as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def display_text(text: str) -> str:
+    """:func:`safe_text` with control characters (newline, tab, ...) escaped as ``\\n``, ``\\t``,
+    ``\\xNN``: for the lines faceiqa prints, one per photo, tab-separated."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), safe_text(text))
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def excel_safe(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would run it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+_excel_safe = excel_safe  # ReportRow.to_cells has a parameter of that name
 
 
 class Status(str, Enum):
@@ -89,7 +122,7 @@ class ReportRow:
         return self.status in (Status.OK, Status.SMALL_FACE) and not math.isnan(self.score)
 
     def to_record(self) -> dict[str, object]:
-        """A JSON-ready dict in column order (``None`` for empty cells)."""
+        """A JSON-ready dict in column order (``None`` for empty cells, text as :func:`safe_text`)."""
         rec = asdict(self)
         out: dict[str, object] = {}
         for key in REPORT_COLUMNS:
@@ -98,11 +131,14 @@ class ReportRow:
                 value = None
             elif isinstance(value, Status):
                 value = value.value
+            elif isinstance(value, str):
+                value = safe_text(value) if value else None
             out[key] = value
         return out
 
-    def to_cells(self) -> list[str]:
-        """CSV cells in column order."""
+    def to_cells(self, *, excel_safe: bool = False) -> list[str]:
+        """CSV cells in column order; ``excel_safe`` prefixes text cells that a spreadsheet
+        would run as a formula with ``'`` (see :func:`excel_safe`)."""
         rec = self.to_record()
         cells = []
         for key in REPORT_COLUMNS:
@@ -115,6 +151,8 @@ class ReportRow:
                 cells.append(f"{value:.6f}")
             elif key in _FLOAT_FIELDS:
                 cells.append(f"{value:.2f}")
+            elif excel_safe and key in ("path", "error"):
+                cells.append(_excel_safe(str(value)))
             else:
                 cells.append(str(value))
         return cells
@@ -166,9 +204,10 @@ class CsvReportWriter:
     (a link is never written through). Use as a context manager.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, replace: bool = False):
+    def __init__(self, path: str | os.PathLike[str], *, replace: bool = False, excel_safe: bool = False):
         self.path = Path(path)
         self.replace = replace
+        self.excel_safe = excel_safe
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_name_for(self.path, ".partial"), suffix=".partial", dir=self.path.parent)
         self.partial = Path(tmp)
@@ -179,7 +218,7 @@ class CsvReportWriter:
         self._fh.flush()
 
     def write(self, row: ReportRow) -> None:
-        self._writer.writerow(row.to_cells())
+        self._writer.writerow(row.to_cells(excel_safe=self.excel_safe))
         self._fh.flush()
 
     def close(self) -> None:
@@ -210,14 +249,16 @@ class CsvReportWriter:
             self.abandon()
 
 
-def write_csv(rows: Iterable[ReportRow], path: str | os.PathLike[str], *, replace: bool = True) -> None:
+def write_csv(
+    rows: Iterable[ReportRow], path: str | os.PathLike[str], *, replace: bool = True, excel_safe: bool = False
+) -> None:
     """Write a CSV report atomically (see :func:`faceiqa._util.publish` for ``replace``)."""
 
     def write(fh: io.TextIOBase) -> None:
         writer = csv.writer(fh)
         writer.writerow(REPORT_COLUMNS)
         for row in rows:
-            writer.writerow(row.to_cells())
+            writer.writerow(row.to_cells(excel_safe=excel_safe))
 
     atomic_write(path, write, replace=replace)
 
@@ -228,8 +269,39 @@ def write_json(rows: Iterable[ReportRow], path: str | os.PathLike[str], *, repla
     atomic_write(path, lambda fh: json.dump(records, fh, indent=1, allow_nan=False), replace=replace)
 
 
-def _parse_float(text: str) -> float:
-    return float(text) if text.strip() else math.nan
+def _parse_float(text: str, key: str) -> float:
+    """One numeric cell: empty is NaN; anything else must be a finite number (scores and
+    probabilities in [0, 1])."""
+    if not text.strip():
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"column {key}: {text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"column {key}: {text[:40]!r} is not a finite number")
+    if key in ("score", "det_prob") and not 0.0 <= value <= 1.0:
+        raise ValueError(f"column {key}: {value:g} is outside [0, 1]")
+    return value
+
+
+def _parse_face(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"column face: {text[:40]!r} is not a face number") from None
+    if value < 0:
+        raise ValueError(f"column face: {value} is negative")
+    return value
+
+
+def _parse_status(text: str) -> Status:
+    try:
+        return Status(text)
+    except ValueError:
+        raise ValueError(f"column status: {text[:40]!r} is not one of {', '.join(s.value for s in Status)}") from None
 
 
 def _records(reader: csv.DictReader, path: Path) -> Iterator[dict[str, str | None]]:
@@ -269,10 +341,10 @@ def read_csv(path: str | os.PathLike[str]) -> list[ReportRow]:
                 rows.append(
                     ReportRow(
                         path=rec["path"],
-                        face=int(rec["face"]) if rec["face"].strip() else None,
-                        status=Status(rec["status"]),
+                        face=_parse_face(rec["face"]),
+                        status=_parse_status(rec["status"]),
                         error=rec["error"],
-                        **{k: _parse_float(rec[k]) for k in _FLOAT_FIELDS},
+                        **{k: _parse_float(rec[k], k) for k in _FLOAT_FIELDS},
                     )
                 )
             except ValueError as exc:
