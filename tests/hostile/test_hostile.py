@@ -197,3 +197,64 @@ def test_two_runs_writing_the_same_report_never_leave_a_torn_file(env, tmp_path)
     assert sorted(Path(r["path"]).name for r in rows) == [f"p{i}.png" for i in range(6)]  # whole, never mixed
     loser = [err for c, err in results if c != 0]
     assert all("already exists" in err or "another run created it" in err for err in loser), loser
+
+
+def test_a_hostile_corpus_every_input_accounted_for_with_its_exact_status(env, tmp_path):
+    from imagefiles import write_bad_files, write_good_images
+
+    good = write_good_images(env / "good")
+    bad = write_bad_files(env / "bad")
+    names = {"=SUM(1).png": None, "two\nlines.png": None, "x" * 246 + ".png": None, "tab\there.png": None}
+    for name in names:
+        save_png(picture(1, seed=30), env / "names" / name)
+    out = tmp_path / "r.csv"
+    r = run("score", env, "--csv", out, "--device", "cpu", "-q")
+    assert r.exit_code == 0, r.output
+    rows = _rows(out)
+    by_path: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_path.setdefault(row["path"], []).append(row)
+    for g in good.values():
+        statuses = {row["status"] for row in by_path.pop(str(g.path))}
+        assert statuses <= {"ok", "small_face", "no_face"}, (g.path, statuses)
+    for name, b in bad.items():
+        if b.skip or b.path.is_dir():
+            by_path.pop(str(b.path), None)
+            continue
+        (row,) = by_path.pop(str(b.path))
+        assert row["status"] == "error" and b.reason.split(":")[0] in row["error"], (name, row["error"])
+    (other_end,) = by_path.pop(str(env / "bad" / "loop_b.jpg"))  # the loop's second link
+    assert other_end["error"] == "symbolic link loop"
+    for name in names:
+        (row,) = by_path.pop(str(env / "names" / name))
+        assert row["status"] in ("ok", "small_face")
+    assert by_path == {}, sorted(by_path)  # nothing else, and nothing missing
+
+
+@pytest.mark.parametrize("kind", ["pickle", "bomb", "text"])
+def test_hostile_checkpoints_through_weights_are_refused_in_one_line(env, tmp_path, kind):
+    import zipfile
+
+    import torch
+
+    save_png(picture(1, seed=9), env / "a.png")
+    path = tmp_path / f"{kind}.pt"
+    marker = tmp_path / "ran"
+    if kind == "pickle":
+        class Payload:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+
+        torch.save({"w": torch.zeros(1), "x": Payload()}, path)
+    elif kind == "bomb":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("b/data.pkl", b"\x80\x02}q\x00.")
+            with z.open("b/data/0", "w", force_zip64=True) as fh:
+                for _ in range(32):
+                    fh.write(bytes(1 << 20))
+    else:
+        path.write_text("hello")
+    r = run("score", env, "--weights", path, "--device", "cpu")
+    assert r.exit_code == 2, r.output
+    assert "weights_only" not in r.output and not marker.exists()
+    assert len([ln for ln in r.output.splitlines() if ln.startswith("Error")]) == 1
