@@ -32,3 +32,14 @@ faceiqa evaluate edc --pairs "$OUT/val-pairs.txt" --images "$LFW/images" --score
 faceiqa evaluate edc --pairs "$OUT/val-pairs.txt" --images "$LFW/images" --degrade mix --degrade-fraction 0.5 \
     --seed 1 --scores "$OUT/val-mix-scores.csv" --baselines all --plot "$OUT/edc-mix.png" \
     --table "$OUT/edc-mix.md" | tee "$OUT/edc-mix.txt"
+
+# 4. Real photos (../shared/data/realfaces: non-commercial terms, measured here, never trained on):
+#    ROC AUC of real high- vs low-quality faces, as is and with the hq faces shrunk to 56-71 px.
+REAL=${REAL:-$(dirname "$LFW")/realfaces}
+if [ -f "$REAL/index.csv" ]; then
+    faceiqa evaluate realfaces --root "$REAL" --table "$OUT/realfaces.md" --scores "$OUT/realfaces-scores.csv" \
+        | tee "$OUT/realfaces.txt"
+    # 5. Resolution ladder from large real faces (80-590 px between the eyes), shrunk and kept small.
+    faceiqa evaluate resolution --images "$REAL/hq" --factors 1,2,3,4,6,8,12 --mode down --limit 68 \
+        | tee "$OUT/resolution-ladder.txt"
+fi

@@ -36,6 +36,8 @@ class MonotonicityRow:
             Spearman correlation between level (0..5) and score; -1 is ideal (quality falls
             at every step). NaN when every image was constant.
         n_constant: images whose score did not change over the levels (excluded from the mean).
+        score_first, score_last: mean score at the first and the last level studied (0 and 5
+            by default): how far the scale moves, which a rank correlation cannot show.
     """
 
     kind: str
@@ -43,6 +45,8 @@ class MonotonicityRow:
     mean_srcc: float
     std_srcc: float
     n_constant: int
+    score_first: float = float("nan")
+    score_last: float = float("nan")
 
 
 #: ``f(images, owners) -> scores``: scores of uint8 images; ``owners[k]`` is the index of the
@@ -94,6 +98,8 @@ def monotonicity(
     rows = []
     for kind in kinds:
         rhos: list[float] = []
+        firsts: list[float] = []
+        lasts: list[float] = []
         n_constant = 0
         for start in range(0, len(images), max(1, images_per_call)):
             chunk = range(start, min(len(images), start + max(1, images_per_call)))
@@ -112,6 +118,8 @@ def monotonicity(
                 raise InvalidArgumentError(f"score function returned non-finite scores under {kind}")
             for j in range(len(chunk)):
                 s = scores[j * len(lv) : (j + 1) * len(lv)]
+                firsts.append(float(s[0]))
+                lasts.append(float(s[-1]))
                 if np.ptp(s) == 0.0:
                     n_constant += 1
                 else:
@@ -124,6 +132,8 @@ def monotonicity(
                 float(arr.mean()) if arr.size else float("nan"),
                 float(arr.std()) if arr.size else float("nan"),
                 n_constant,
+                float(np.mean(firsts)),
+                float(np.mean(lasts)),
             )
         )
     return rows

@@ -459,8 +459,12 @@ def test_monotonicity_of_a_sharpness_score():
     by_kind = {r.kind: r for r in rows}
     assert by_kind["blur"].mean_srcc == -1.0 and by_kind["blur"].std_srcc == 0.0
     assert by_kind["defocus"].mean_srcc == -1.0 and by_kind["blur"].n_images == 4
+    sharp = _sharpness_scores(crops)
+    assert by_kind["blur"].score_first == pytest.approx(float(np.mean(sharp)))  # level 0 is the pristine crop
+    assert by_kind["blur"].score_last < 0.5 * by_kind["blur"].score_first
     constant = ev.monotonicity(crops, lambda ims, owners: np.ones(len(ims)), kinds=["noise"])
     assert constant[0].n_constant == 4 and np.isnan(constant[0].mean_srcc)
+    assert constant[0].score_first == constant[0].score_last == 1.0
     rising = ev.monotonicity(crops, lambda ims, owners: -_sharpness_scores(ims), kinds=["blur"])
     assert rising[0].mean_srcc == 1.0
     with pytest.raises(InvalidArgumentError, match="returned 1 scores"):
