@@ -308,13 +308,19 @@ class FaceQualityAssessor:
             return ImageAssessment(p.source)
         return ImageAssessment(p.source, self._build_faces(p.faces, p.scores))
 
-    def assess_many(self, images: Iterable[Any]) -> Iterator[ImageAssessment]:
+    def assess_many(
+        self, images: Iterable[Any], *, progress: Callable[[], None] | None = None
+    ) -> Iterator[ImageAssessment]:
         """Assess images one after another, yielding results in input order.
 
         Images are read ahead by ``read_workers`` threads and face crops of consecutive
         images are scored together in batches of about ``batch_size``. Memory stays
         bounded however many images there are. Unreadable images and per-image failures
         become results with ``error`` set; they never stop the iteration.
+
+        Args:
+            progress: called once per image as soon as its faces are found (results are
+                yielded a batch later), for a progress bar that moves photo by photo.
         """
         pending: deque[_Pending] = deque()
         n_crops = 0  # crops in ``pending`` still waiting for the model
@@ -323,6 +329,8 @@ class FaceQualityAssessor:
             reads, self._prepare_read, workers=self.detect_workers, depth=2 * self.detect_workers + 1, name="faceiqa-detect"
         )
         for p in prepared:
+            if progress is not None:
+                progress()
             pending.append(p)
             n_crops += len(p.crops)
             if n_crops >= self.batch_size:
@@ -350,7 +358,12 @@ class FaceQualityAssessor:
         return self.assess_many(files)
 
     def decisions(
-        self, images: Iterable[Any], min_score: float, policy: Policy | str = Policy.BEST
+        self,
+        images: Iterable[Any],
+        min_score: float,
+        policy: Policy | str = Policy.BEST,
+        *,
+        progress: Callable[[], None] | None = None,
     ) -> Iterator[tuple[ImageAssessment, Decision]]:
         """:meth:`assess_many` with each photo's filter decision, streaming, in input order.
 
@@ -359,7 +372,7 @@ class FaceQualityAssessor:
         """
         threshold = check_threshold(min_score)
         policy = check_policy(policy)
-        for assessment in self.assess_many(images):
+        for assessment in self.assess_many(images, progress=progress):
             yield assessment, decide(assessment, threshold, policy)
 
     def filter(

@@ -95,10 +95,17 @@ def check_device_option(device: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--device") from None
 
 
+def plural(n: int, word: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def make_assessor(opts: dict[str, Any]) -> Any:
     from faceiqa.api import FaceQualityAssessor
 
     check_device_option(opts["device"])
+    if not opts.get("quiet"):
+        click.echo(f"faceiqa: loading the face detector and the quality model ({opts['weights']})...", err=True)
     try:
         return FaceQualityAssessor(
             opts["weights"],

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from faceiqa._util import atomic_write
-from faceiqa.cli._common import check_device_option, fail, make_assessor, model_options, write_failed
+from faceiqa.cli._common import check_device_option, fail, make_assessor, model_options, plural, write_failed
 from faceiqa.errors import FaceIQAError, InvalidArgumentError
 from faceiqa.images import expand_inputs, read_image
 from faceiqa.output.decisions import Policy
@@ -117,20 +117,22 @@ def _check_out(out: Path, dry_run: bool) -> None:
         ) from None
 
 
-def _progress(items: Iterable[T], total: int, quiet: bool) -> Iterator[T]:
-    """``items`` (one per image) with a progress bar on stderr."""
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr that moves once per photo (call what this yields); none with
+    --quiet or when stderr is not a terminal (the summary line at the end says what was done)."""
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        for item in items:
-            bar.update(1)
-            yield item
+    shown = not quiet and sys.stderr.isatty()
+    with tqdm(total=total, unit="photo", disable=not shown, file=sys.stderr, dynamic_ncols=True, smoothing=0.1) as bar:
+        yield lambda: bar.update(1)
 
 
 def _run(assessor: Any, files: list[Path], quiet: bool) -> Iterator[ReportRow]:
     """Assess files with a progress bar; yields report rows in input order."""
-    for assessment in _progress(assessor.assess_many(files), len(files), quiet):
-        yield from assessment.rows()
+    with _progress(len(files), quiet) as tick:
+        for assessment in assessor.assess_many(files, progress=tick):
+            yield from assessment.rows()
 
 
 def _summary(rows: list[ReportRow], quiet: bool) -> None:
@@ -139,7 +141,11 @@ def _summary(rows: list[ReportRow], quiet: bool) -> None:
     errors = sum(r.status is Status.ERROR for r in rows)
     noface = sum(r.status is Status.NO_FACE for r in rows)
     if not quiet:
-        click.echo(f"faceiqa: {images} images, {faces} faces scored, {noface} without a face, {errors} errors", err=True)
+        click.echo(
+            f"faceiqa: {plural(images, 'image')}, {plural(faces, 'face')} scored, {noface} without a face, "
+            f"{plural(errors, 'error')}",
+            err=True,
+        )
     if images and errors == images:
         raise click.ClickException("no image could be processed (see the report's error column)")
 
@@ -294,27 +300,28 @@ def filter_cmd(
     n_images = n_pass = n_done = 0
     failures: list[str] = []
     try:
-        for assessment, d in _progress(assessor.decisions(files, min_score, policy), len(files), opts["quiet"]):
-            n_images += 1
-            for row in assessment.rows():
-                rows.append(row)
-                if writer is not None:
-                    writer.write(row)
-            line = f"{'PASS' if d.passed else 'FAIL'}\t{display_text(d.path)}\t{display_text(d.reason)}"
-            if d.passed:
-                n_pass += 1
-                if transferer is not None:
-                    t = transferer.transfer(d.path, root)
-                    verb = t.mode.value
-                    if dry_run:
-                        line += f"\twould {verb} to {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
-                    elif t.done:
-                        n_done += 1
-                        line += f"\t{verb} -> {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
-                    else:
-                        failures.append(f"{display_text(d.path)}: {display_text(t.error)}")
-                        line += f"\t{verb} FAILED: {display_text(t.error)}"
-            click.echo(line)
+        with _progress(len(files), opts["quiet"]) as tick:
+            for assessment, d in assessor.decisions(files, min_score, policy, progress=tick):
+                n_images += 1
+                for row in assessment.rows():
+                    rows.append(row)
+                    if writer is not None:
+                        writer.write(row)
+                line = f"{'PASS' if d.passed else 'FAIL'}\t{display_text(d.path)}\t{display_text(d.reason)}"
+                if d.passed:
+                    n_pass += 1
+                    if transferer is not None:
+                        t = transferer.transfer(d.path, root)
+                        verb = t.mode.value
+                        if dry_run:
+                            line += f"\twould {verb} to {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
+                        elif t.done:
+                            n_done += 1
+                            line += f"\t{verb} -> {display_text(str(t.destination))}" + (" (already there)" if t.reused else "")
+                        else:
+                            failures.append(f"{display_text(d.path)}: {display_text(t.error)}")
+                            line += f"\t{verb} FAILED: {display_text(t.error)}"
+                click.echo(line)
     except BaseException:
         if writer is not None:
             writer.abandon()

@@ -189,7 +189,8 @@ def test_score_report_contract(reference):
     assert result.stdout == ""  # the CSV went to --csv
     n_faces = sum(r["score"] != "" for r in rows)
     assert f"13 images, {n_faces} faces scored, 1 without a face, 7 errors" in result.stderr
-    assert "img" in result.stderr  # the progress bar is on stderr
+    assert "loading the face detector" in result.stderr
+    assert "photo/s" not in result.stderr and "it/s" not in result.stderr  # no bar when stderr is not a terminal
     assert reference["header"] == COLUMNS and tuple(COLUMNS) == REPORT_COLUMNS
 
     # every input exactly once (once per face), in the sorted input order, rows of a photo together
@@ -677,3 +678,31 @@ def test_report_command_reads_spreadsheet_saved_reports_and_rejects_broken_ones(
         assert result.exit_code == 1, result.output
         assert words in result.stderr and "Traceback" not in result.output
         assert not (tmp_path / "b.html").exists()
+
+
+def test_the_progress_bar_moves_photo_by_photo_on_a_terminal_and_is_silent_otherwise(monkeypatch):
+    import io
+    import sys
+
+    from faceiqa.cli.scoring import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    with _progress(3, quiet=False) as tick:
+        for _ in range(3):
+            tick()
+    assert "3/3" in term.getvalue() and "photo" in term.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with _progress(3, quiet=True) as tick:
+        tick()
+    assert quiet.getvalue() == ""
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    with _progress(3, quiet=False) as tick:
+        tick()
+    assert pipe.getvalue() == ""
