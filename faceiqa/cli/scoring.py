@@ -150,32 +150,43 @@ def _summary(rows: list[ReportRow], quiet: bool) -> None:
         raise click.ClickException("no image could be processed (see the report's error column)")
 
 
-def _thumbnail_source(report_dir: Path | None) -> Callable[[ReportRow], bytes | None]:
-    cache: dict[str, Any] = {}
+class _Thumbnails:
+    """Face thumbnails for the HTML report, read from the photos the rows name.
 
-    def thumb(row: ReportRow) -> bytes | None:
-        if row.path not in cache:
-            cache.clear()  # rows arrive grouped by image often enough; keep one decoded image
+    A relative path is tried as given (from the current folder) and then from
+    ``report_dir`` (the CSV's folder). :attr:`missing` collects the photos found in neither.
+    """
+
+    def __init__(self, report_dir: Path | None) -> None:
+        self.report_dir = report_dir
+        self.missing: list[str] = []
+        self._path = ""
+        self._image: Any = None
+
+    def __call__(self, row: ReportRow) -> bytes | None:
+        if row.path != self._path:  # rows arrive grouped by image: keep one decoded image
+            self._path, self._image = row.path, None
             candidates = [Path(row.path)]
-            if report_dir is not None and not Path(row.path).is_absolute():
-                candidates.append(report_dir / row.path)
-            cache[row.path] = None
+            if self.report_dir is not None and not Path(row.path).is_absolute():
+                candidates.append(self.report_dir / row.path)
             for cand in candidates:
                 try:
-                    cache[row.path] = read_image(cand)
+                    self._image = read_image(cand)
                     break
                 except FaceIQAError:
                     continue
-        image = cache[row.path]
-        if image is None or math.isnan(row.x1):
+            if self._image is None and row.has_score and row.path not in self.missing:
+                self.missing.append(row.path)
+        if self._image is None or math.isnan(row.x1):
             return None
-        return face_thumbnail(image, (row.x1, row.y1, row.x2, row.y2))
-
-    return thumb
+        return face_thumbnail(self._image, (row.x1, row.y1, row.x2, row.y2))
 
 
-def _html(rows: list[ReportRow], path: Path, threshold: float | None, report_dir: Path | None = None, *, replace: bool = False) -> None:
-    write_html(rows, path, threshold=threshold, thumbnail=_thumbnail_source(report_dir), replace=replace)
+def _html(rows: list[ReportRow], path: Path, threshold: float | None, report_dir: Path | None = None, *, replace: bool = False) -> list[str]:
+    """Write the HTML report; returns the photos whose previews could not be found."""
+    thumbnails = _Thumbnails(report_dir)
+    write_html(rows, path, threshold=threshold, thumbnail=thumbnails, replace=replace)
+    return thumbnails.missing
 
 
 @contextmanager
@@ -420,9 +431,15 @@ def report_cmd(report_csv: str, html_path: str, min_score: float | None, overwri
     except InvalidArgumentError as exc:
         raise fail(exc) from None
     try:
-        _html(rows, html_file, min_score, Path(report_csv).parent, replace=overwrite)
+        missing = _html(rows, html_file, min_score, Path(report_csv).parent, replace=overwrite)
     except OSError as exc:
         raise write_failed("--html", html_file, exc) from None
+    if missing:
+        click.echo(
+            f"faceiqa: warning: no preview for {plural(len(missing), 'photo')} (first: {display_text(missing[0])}): not "
+            f"found from this folder nor from the report's; run `faceiqa report` from the folder `faceiqa score` ran in",
+            err=True,
+        )
 
 
 def register(main: click.Group) -> None:

@@ -706,3 +706,21 @@ def test_the_progress_bar_moves_photo_by_photo_on_a_terminal_and_is_silent_other
     with _progress(3, quiet=False) as tick:
         tick()
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.tiny_model
+def test_report_from_another_folder_finds_photos_beside_the_csv_and_warns_otherwise(tiny_model, scripted_photos, tmp_path, monkeypatch):
+    work = scripted_photos.parent
+    monkeypatch.chdir(work)
+    assert run("score", scripted_photos.name, "--csv", "r.csv", "--device", "cpu", "-q").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ok = run("report", work / "r.csv", "--html", "a.html")  # relative paths resolve beside the CSV
+    assert ok.exit_code == 0 and "no preview" not in ok.stderr
+    assert "data:image/jpeg;base64" in (elsewhere / "a.html").read_text() or "data:image/png;base64" in (elsewhere / "a.html").read_text()
+    moved = tmp_path / "other" / "moved.csv"
+    moved.parent.mkdir()
+    moved.write_bytes((work / "r.csv").read_bytes())
+    lost = run("report", moved, "--html", "b.html")
+    assert lost.exit_code == 0 and "warning: no preview for" in lost.stderr

@@ -258,6 +258,19 @@ def test_assess_many_yields_faceless_pictures_without_waiting_for_a_batch(scorer
     assert source.taken == 2
 
 
+@pytest.mark.tiny_model
+def test_assess_many_reports_progress_per_photo_before_the_batch_is_scored(scorer):
+    # One face per picture and a batch of 1000: no result can come before the end, but the
+    # progress callback moves with every photo whose faces were found.
+    source = CountingInput([1] * 12)
+    ticks: list[int] = []
+    a = scripted(scorer, batch_size=1000, read_workers=0)
+    results = a.assess_many(source, progress=lambda: ticks.append(source.taken))
+    first = next(results)
+    assert len(ticks) == 12 and ticks == sorted(ticks) and ticks[0] <= 2
+    assert first.faces and len(list(results)) == 11
+
+
 # --------------------------------------------------------------------------- score_crops (generated)
 
 
