@@ -44,34 +44,87 @@ def face_thumbnail(image: np.ndarray, box: Sequence[float], size: int = 96, marg
     return buf.getvalue()
 
 
-def _histogram_svg(scores: np.ndarray, threshold: float | None, bins: int = 20) -> str:
-    width, height, pad = 600, 160, 24
-    counts, _ = np.histogram(scores, bins=bins, range=(0.0, 1.0))
+def _fmt(v: float, span: float) -> str:
+    return f"{v:.2f}" if span >= 0.2 else f"{v:.3f}" if span >= 0.02 else f"{v:.4f}"
+
+
+def _histogram_svg(
+    scores: np.ndarray, threshold: float | None, *, lo: float = 0.0, hi: float = 1.0, bins: int = 20, of: str = "faces"
+) -> str:
+    """One histogram: bars with their counts, the score axis, the count scale, the threshold."""
+    width, height, pad, left = 600, 150, 26, 40
+    counts, edges = np.histogram(np.clip(scores, lo, hi), bins=bins, range=(lo, hi))
     top = max(int(counts.max()) if counts.size else 0, 1)
-    bar_w = (width - 2 * pad) / bins
+    span = hi - lo
+    plot_w = width - left - pad
+    bar_w = plot_w / bins
+    zoom = " (zoomed to where the scores are)" if (lo, hi) != (0.0, 1.0) else ""
     parts = [
-        f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 2 * pad}" '
-        f'role="img" aria-label="score histogram">'
+        f'<svg class="histogram" data-of="{of}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height + 2 * pad + 14}" role="img" aria-label="score histogram of {of}{zoom}">',
+        f'<text x="{left}" y="12" font-size="12">{len(scores)} {of}{zoom}; bar heights are counts</text>',
+        f'<line x1="{left}" y1="{pad}" x2="{left}" y2="{pad + height}" stroke="#555"/>',
+        f'<text x="{left - 4}" y="{pad + 4}" font-size="10" text-anchor="end">{top}</text>',
+        f'<text x="{left - 4}" y="{pad + height}" font-size="10" text-anchor="end">0</text>',
+        f'<line x1="{left}" y1="{pad + height}" x2="{left + plot_w}" y2="{pad + height}" stroke="#555"/>',
     ]
     for i, c in enumerate(counts):
         bh = height * c / top
-        x = pad + i * bar_w
-        lo = i / bins
+        x = left + i * bar_w
+        b0, b1 = edges[i], edges[i + 1]
         parts.append(
-            f'<rect class="bar" data-bin="{lo:.2f}" data-count="{int(c)}" x="{x:.1f}" y="{pad + height - bh:.1f}" '
-            f'width="{bar_w - 1:.1f}" height="{bh:.1f}" fill="#6a8caf"><title>{lo:.2f}-{lo + 1 / bins:.2f}: {int(c)}</title></rect>'
+            f'<rect class="bar" data-bin="{_fmt(b0, span)}" data-count="{int(c)}" x="{x:.1f}" y="{pad + height - bh:.1f}" '
+            f'width="{bar_w - 1:.1f}" height="{bh:.1f}" fill="#6a8caf"><title>{_fmt(b0, span)}-{_fmt(b1, span)}: {int(c)}</title></rect>'
         )
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = pad + tick * (width - 2 * pad)
-        parts.append(f'<text x="{x:.1f}" y="{height + 2 * pad - 6}" font-size="11" text-anchor="middle">{tick:g}</text>')
-    if threshold is not None:
-        x = pad + threshold * (width - 2 * pad)
+        if c:
+            parts.append(
+                f'<text class="count" x="{x + bar_w / 2:.1f}" y="{pad + height - bh - 2:.1f}" font-size="9" '
+                f'text-anchor="middle">{int(c)}</text>'
+            )
+    for k in range(5):
+        tick = lo + span * k / 4
+        x = left + plot_w * k / 4
+        parts.append(f'<text x="{x:.1f}" y="{height + 2 * pad - 8}" font-size="11" text-anchor="middle">{_fmt(tick, span)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height + 2 * pad + 10}" font-size="11" text-anchor="middle">score</text>')
+    if threshold is not None and lo <= threshold <= hi:
+        x = left + plot_w * (threshold - lo) / span
         parts.append(
             f'<line class="threshold" data-threshold="{threshold:g}" x1="{x:.1f}" y1="{pad - 8}" x2="{x:.1f}" '
-            f'y2="{pad + height}" stroke="#c0392b" stroke-width="2"/>'
+            f'y2="{pad + height}" stroke="#c0392b" stroke-width="2"><title>threshold {threshold:g}</title></line>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def zoom_range(scores: np.ndarray) -> tuple[float, float] | None:
+    """Where to zoom when the scores cluster: the 1st-99th percentile range widened by a tenth,
+    when the middle 90 % of the scores spans less than 0.2; None otherwise (or too few scores)."""
+    if len(scores) < 5:
+        return None
+    p1, p5, p95, p99 = np.percentile(scores, [1, 5, 95, 99])
+    if p95 - p5 >= 0.2:
+        return None
+    margin = max(0.1 * (p99 - p1), 0.005)
+    lo, hi = max(0.0, float(p1) - margin), min(1.0, float(p99) + margin)
+    return (lo, hi) if hi - lo >= 0.01 else (max(0.0, hi - 0.01), hi) if hi - 0.01 >= 0.0 else (0.0, 0.01)
+
+
+def _histograms(rows: Sequence[ReportRow], threshold: float | None) -> list[str]:
+    """Histograms of the face scores and of the photo scores (each photo's best face), each
+    with a zoomed view when the scores cluster."""
+    faces = np.array([r.score for r in rows if r.has_score], dtype=np.float64)
+    best: dict[str, float] = {}
+    for r in rows:
+        if r.has_score:
+            best[r.path] = max(best.get(r.path, -1.0), r.score)
+    photos = np.array(list(best.values()), dtype=np.float64)
+    out = []
+    for of, values in (("faces", faces), ("photos", photos)):
+        out.append(_histogram_svg(values, threshold, of=of))
+        zoom = zoom_range(values)
+        if zoom is not None:
+            out.append(_histogram_svg(values, threshold, lo=zoom[0], hi=zoom[1], of=f"{of}"))
+    return out
 
 
 _CSS = """
@@ -133,8 +186,8 @@ def render_html(
     if threshold is not None:
         out.append(f'<span>threshold: <b id="threshold">{threshold:g}</b> (faces at or above it: {n_pass})</span>')
     out.append("</p>")
-    out.append("<h2>Score histogram</h2>")
-    out.append(_histogram_svg(scores, threshold))
+    out.append("<h2>Score histograms</h2>")
+    out.extend(_histograms(rows, threshold))
     out.append("<h2>Faces, best first</h2>")
     if len(shown) < len(scored):
         out.append(f'<p class="sampled">Showing {len(shown)} of {len(scored)} faces, evenly spaced by rank.</p>')

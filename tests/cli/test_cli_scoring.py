@@ -595,6 +595,7 @@ class Page(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.faces, self.problems, self.bars, self.lines, self.imgs, self.threshold_divs = [], [], [], [], 0, 0
+        self.histograms: dict[str, list[int]] = {}
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
@@ -606,6 +607,8 @@ class Page(HTMLParser):
             self.threshold_divs += 1
         elif tag == "tr" and cls == "problem":
             self.problems.append(a)
+        elif tag == "svg" and cls == "histogram":
+            self.histograms[a["aria-label"]] = self.bars = []
         elif tag == "rect" and cls == "bar":
             self.bars.append(int(a["data-count"]))
         elif tag == "line" and cls == "threshold":
@@ -619,12 +622,15 @@ def check_page(page: Page, rows: list[dict[str, str]], threshold: float | None) 
     shown = [float(f["data-score"]) for f in page.faces]
     assert shown == sorted(scored, reverse=True)  # every face, best first
     assert page.imgs == len(scored)  # a thumbnail for each
-    assert sum(page.bars) == len(scored)
+    assert sum(page.histograms["score histogram of faces"]) == len(scored)
+    photos = {r["path"] for r in rows if r["score"]}
+    assert sum(page.histograms["score histogram of photos"]) == len(photos)
+    assert all(sum(v) in (len(scored), len(photos)) for v in page.histograms.values())
     assert sorted(p["data-status"] for p in page.problems) == sorted(r["status"] for r in rows if not r["score"])
     if threshold is None:
         assert page.lines == [] and page.threshold_divs == 0
     else:
-        assert page.lines == [pytest.approx(threshold, abs=1e-5)] and page.threshold_divs == 1
+        assert page.lines and all(v == pytest.approx(threshold, abs=1e-5) for v in page.lines) and page.threshold_divs == 1
         assert sum(f["class"] == "face fail" for f in page.faces) == sum(s < threshold for s in scored)
 
 

@@ -146,6 +146,8 @@ class _Collect(HTMLParser):
         super().__init__()
         self.faces, self.problems, self.bars, self.lines, self.imgs = [], [], [], [], 0
         self.threshold_divs = 0
+        self.histograms: dict[str, list[int]] = {}
+        self._hist = ""
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -156,8 +158,12 @@ class _Collect(HTMLParser):
             self.threshold_divs += 1
         if tag == "tr" and cls == "problem":
             self.problems.append(a)
+        if tag == "svg" and cls == "histogram":
+            self._hist = a["aria-label"]
+            self.histograms[self._hist] = []
         if tag == "rect" and cls == "bar":
             self.bars.append(int(a["data-count"]))
+            self.histograms[self._hist].append(int(a["data-count"]))
         if tag == "line" and cls == "threshold":
             self.lines.append(float(a["data-threshold"]))
         if tag == "img" and a.get("src", "").startswith("data:image/jpeg;base64,"):
@@ -175,8 +181,10 @@ def test_html_report_sorted_with_threshold_histogram_and_errors():
     scores = [float(f["data-score"]) for f in p.faces]
     assert len(scores) == 30 and scores == sorted(scores, reverse=True)
     assert p.imgs == 30
-    assert sum(p.bars) == 30 and len(p.bars) == 20
-    assert p.lines == [0.5] and p.threshold_divs == 1
+    faces, photos = p.histograms["score histogram of faces"], p.histograms["score histogram of photos"]
+    assert sum(faces) == 30 and len(faces) == 20 and sum(photos) == 30  # one face per photo here
+    assert len(p.histograms) == 2  # spread-out scores: no zoomed view
+    assert p.lines == [0.5, 0.5] and p.threshold_divs == 1
     assert [f["class"] for f in p.faces].count("face fail") == sum(s < 0.5 for s in scores)
     assert sorted(x["data-status"] for x in p.problems) == ["error", "no_face"]
 
@@ -189,3 +197,29 @@ def test_html_samples_large_reports_and_rejects_bad_threshold():
     assert len(scores) == 50 and scores[0] == 1.0 and scores[-1] == 0.0
     with pytest.raises(InvalidArgumentError):
         render_html(rows, threshold=1.5)
+
+
+def test_clustered_scores_get_a_zoomed_histogram_with_counts_and_photos_use_their_best_face():
+    from faceiqa.output.html import zoom_range
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):  # 40 photos, 2 faces each, all between 0.985 and 0.999
+        for face in range(2):
+            rows.append(ReportRow(f"p{i}.jpg", face, float(rng.uniform(0.985, 0.999)), 0.0, 0.99, 0, 0, 50, 50, 20.0))
+    page = render_html(rows, threshold=0.99)
+    p = _Collect()
+    p.feed(page)
+    zoomed = {k: v for k, v in p.histograms.items() if "zoomed" in k}
+    assert set(zoomed) == {
+        "score histogram of faces (zoomed to where the scores are)",
+        "score histogram of photos (zoomed to where the scores are)",
+    }
+    assert sum(zoomed["score histogram of faces (zoomed to where the scores are)"]) == 80
+    assert sum(zoomed["score histogram of photos (zoomed to where the scores are)"]) == 40
+    assert max(zoomed["score histogram of faces (zoomed to where the scores are)"]) < 80  # spread over several bars
+    assert p.lines.count(0.99) == 4  # the threshold is drawn in every view it falls in
+    assert 'class="count"' in page and ">score<" in page
+    lo, hi = zoom_range(np.array([r.score for r in rows]))
+    assert 0.97 < lo < 0.986 and 0.998 < hi <= 1.0
+    assert zoom_range(np.linspace(0, 1, 50)) is None and zoom_range(np.array([0.5, 0.5])) is None
