@@ -13,6 +13,7 @@ Nothing here prints; problems with single images in a batch are reported in the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import deque
@@ -244,18 +245,20 @@ class FaceQualityAssessor:
         )
 
     # ------------------------------------------------------------------ one image
-    def assess(self, image: Any) -> list[FaceQuality]:
+    def assess(self, image: Any, *, color: str = "rgb") -> list[FaceQuality]:
         """All faces of one image, largest first.
 
         Args:
             image: a path, a PIL image, an (H, W, 3) uint8 RGB array or a float tensor
                 in [0, 1] (see :func:`faceiqa.images.to_rgb`).
+            color: ``"bgr"`` for numpy arrays in OpenCV's channel order (``cv2.imread``);
+                scored as BGR by mistake, a face gets a different score.
 
         Raises:
             ImageReadError: the file cannot be read as an image.
             InvalidArgumentError: the array or tensor is not an image.
         """
-        rgb = to_rgb(image, max_pixels=self.max_pixels)
+        rgb = to_rgb(image, max_pixels=self.max_pixels, color=color)
         faces = self.detector.detect(rgb)
         if not faces:
             return []
@@ -263,11 +266,11 @@ class FaceQualityAssessor:
         return list(self._build_faces(faces, scores))
 
     # ------------------------------------------------------------------ many images
-    def _read(self, item: tuple[int, Any]) -> tuple[str, np.ndarray | None, str]:
+    def _read(self, item: tuple[int, Any], color: str = "rgb") -> tuple[str, np.ndarray | None, str]:
         index, image = item
         source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"<image {index}>"
         try:
-            return source, to_rgb(image, max_pixels=self.max_pixels), ""
+            return source, to_rgb(image, max_pixels=self.max_pixels, color=color), ""
         except (ImageReadError, InvalidArgumentError) as exc:
             return source, None, one_line(exc, limit=10_000)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
@@ -309,7 +312,7 @@ class FaceQualityAssessor:
         return ImageAssessment(p.source, self._build_faces(p.faces, p.scores))
 
     def assess_many(
-        self, images: Iterable[Any], *, progress: Callable[[], None] | None = None
+        self, images: Iterable[Any], *, progress: Callable[[], None] | None = None, color: str = "rgb"
     ) -> Iterator[ImageAssessment]:
         """Assess images one after another, yielding results in input order.
 
@@ -321,10 +324,15 @@ class FaceQualityAssessor:
         Args:
             progress: called once per image as soon as its faces are found (results are
                 yielded a batch later), for a progress bar that moves photo by photo.
+            color: ``"bgr"`` for numpy arrays in OpenCV's channel order (see :meth:`assess`).
         """
+        if color not in ("rgb", "bgr"):
+            raise InvalidArgumentError(f"color must be 'rgb' or 'bgr', got {color!r}")
         pending: deque[_Pending] = deque()
         n_crops = 0  # crops in ``pending`` still waiting for the model
-        reads = ordered_prefetch(enumerate(images), self._read, workers=self.read_workers, depth=2 * self.read_workers + 2)
+        reads = ordered_prefetch(
+            enumerate(images), functools.partial(self._read, color=color), workers=self.read_workers, depth=2 * self.read_workers + 2
+        )
         prepared = ordered_prefetch(
             reads, self._prepare_read, workers=self.detect_workers, depth=2 * self.detect_workers + 1, name="faceiqa-detect"
         )

@@ -362,8 +362,11 @@ def _torch_module() -> Any:
     return sys.modules.get("torch")
 
 
-def to_rgb(image: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def to_rgb(image: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, color: str = "rgb") -> np.ndarray:
     """Convert any supported image input to an (H, W, 3) uint8 RGB array.
+
+    ``color="bgr"`` declares that a numpy array holds OpenCV's channel order (BGR or BGRA, as
+    ``cv2.imread`` returns); it is flipped to RGB. Files, PIL images and tensors are unaffected.
 
     Accepted inputs:
 
@@ -385,9 +388,13 @@ def to_rgb(image: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         _check_pixels(image.width, image.height, max_pixels, "PIL image")
         _load(image)
         return _pil_to_rgb(image)
+    if color not in ("rgb", "bgr"):
+        raise InvalidArgumentError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(image, np.ndarray):
         if image.ndim >= 2:
             _check_pixels(image.shape[1], image.shape[0], max_pixels, "image array")
+        if color == "bgr" and image.ndim == 3 and image.shape[2] in (3, 4):
+            image = np.concatenate([image[..., 2::-1], image[..., 3:]], axis=2)
         return _array_to_rgb(image, "image array")
     torch = _torch_module()
     if torch is not None and isinstance(image, torch.Tensor):

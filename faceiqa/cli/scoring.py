@@ -262,6 +262,8 @@ def score_cmd(paths: tuple[str, ...], csv_path: str | None, json_path: str | Non
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the CSV report here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a visual HTML report.")
+@click.option("--relative-links", is_flag=True, help="With --mode link: link to paths relative to each link's folder (default: absolute).")
+@click.option("--keep-empty-folders", is_flag=True, help="With --mode move: keep the source folders a move emptied (default: remove them).")
 @click.option("--dry-run", is_flag=True, help="Change no photo: print what would be done.")
 @click.option("--overwrite", is_flag=True, help="Replace report files that already exist.")
 @model_options
@@ -274,6 +276,8 @@ def filter_cmd(
     report_path: str | None,
     json_path: str | None,
     html_path: str | None,
+    relative_links: bool,
+    keep_empty_folders: bool,
     dry_run: bool,
     overwrite: bool,
     **opts: Any,
@@ -305,7 +309,7 @@ def filter_cmd(
     if out is not None:
         _check_out(out, dry_run)  # before the model loads: a bad --out fails at once
     assessor = make_assessor(opts)
-    transferer = Transferer(out, mode, dry_run=dry_run) if out is not None else None
+    transferer = Transferer(out, mode, dry_run=dry_run, relative_links=relative_links) if out is not None else None
     rows: list[ReportRow] = []
     writer = _open_csv(report_file, "--report", overwrite, opts["excel_safe"]) if report_file is not None else None
     n_images = n_pass = n_done = 0
@@ -340,6 +344,10 @@ def filter_cmd(
     if writer is not None:
         with _report_errors("--report", report_file):
             writer.close()
+    if transferer is not None and mode == "move" and not dry_run and not keep_empty_folders:
+        pruned = transferer.prune_empty_folders(root)
+        if pruned and not opts["quiet"]:
+            click.echo(f"faceiqa: removed {plural(len(pruned), 'empty source folder')}", err=True)
     _write_reports(rows, json_file, html_file, min_score, overwrite)
     if not opts["quiet"]:
         msg = f"faceiqa: {n_pass} of {n_images} photos pass --min {min_score:g} (policy {policy})"
@@ -393,6 +401,7 @@ def rank_cmd(folder: str, top: int | None, per_folder: bool, csv_path: str | Non
         table = [[str(i + 1), f"{r.score:.4f}", r.path, str(r.face)] for i, r in enumerate(ordered)]
     if top is not None:
         table = table[:top]
+    click.echo("\t".join(header))
     for line in table:
         click.echo("\t".join(display_text(cell) for cell in line))
     if csv_file is not None:

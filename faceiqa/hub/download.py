@@ -148,12 +148,12 @@ def download_weights(name: str, *, progress: bool = True, force: bool = False) -
             except Exception as exc:  # noqa: BLE001 - network libraries raise many types; each URL is one attempt
                 kept = " (the partial file is kept; rerun to resume)" if partial_files(spec) else ""
                 failures.append(f"{url}: {one_line(exc, 200)}{kept}")
-                logger.warning("download of %s from %s failed: %s", spec.file, url, one_line(exc))
+                logger.info("download of %s from %s failed: %s", spec.file, url, one_line(exc))  # the error lists them all
                 continue
             if digest != spec.sha256 or stage.stat().st_size != spec.size:
                 digest = sha256_file(stage) if digest == spec.sha256 else digest
                 failures.append(f"{url}: sha256 {digest} does not match")
-                logger.warning("download of %s from %s has the wrong sha256; discarded", spec.file, url)
+                logger.info("download of %s from %s has the wrong sha256; discarded", spec.file, url)
                 stage.unlink(missing_ok=True)
                 continue
             os.replace(stage, dest)

@@ -17,7 +17,10 @@ Guarantees:
 - A destination that already holds the same bytes (size and sha256) as the source is reused,
   not duplicated: rerunning the same filter adds nothing, and a move interrupted after its
   copy completes on the rerun.
-- ``link`` creates a symbolic link to the source's absolute path.
+- ``link`` creates a symbolic link to the source's absolute path (or, with
+  ``relative_links``, a path relative to the link's folder, which survives moving both trees).
+- After a ``move``, :meth:`Transferer.prune_empty_folders` removes the source folders that the
+  move emptied (never the input folder itself, never a folder that still holds anything).
 """
 
 from __future__ import annotations
@@ -227,7 +230,14 @@ class Transferer:
         dry_run: compute destinations only; touch nothing.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], mode: TransferMode | str = TransferMode.COPY, *, dry_run: bool = False):
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        mode: TransferMode | str = TransferMode.COPY,
+        *,
+        dry_run: bool = False,
+        relative_links: bool = False,
+    ):
         try:
             self.mode = TransferMode(mode)
         except ValueError:
@@ -236,6 +246,8 @@ class Transferer:
         self.dry_run = dry_run
         self._planned: set[Path] = set()
         self._cleaned: set[Path] = set()
+        self._emptied: set[Path] = set()
+        self.relative_links = relative_links
 
     def destination_for(self, source: Path, root: Path | None) -> Path:
         """Where ``source`` goes: its path relative to ``root`` under the output folder."""
@@ -302,10 +314,33 @@ class Transferer:
             src.unlink()
         except OSError as exc:
             return Transfer(src, final, self.mode, False, f"copied, but the source could not be removed: {_reason(exc)}")
+        self._emptied.add(src.parent)
         return Transfer(src, final, self.mode, True, reused=reused)
 
+    def prune_empty_folders(self, root: str | os.PathLike[str]) -> list[Path]:
+        """Remove the folders under ``root`` that moves emptied, deepest first; returns them.
+
+        ``root`` itself stays, and so does any folder that still holds a file or folder
+        (``os.rmdir`` only removes empty ones, so nothing of the user's is lost).
+        """
+        base = Path(os.path.abspath(root))
+        removed: list[Path] = []
+        todo = {Path(os.path.abspath(d)) for d in self._emptied}
+        while todo:
+            folder = max(todo, key=lambda d: len(d.parts))
+            todo.discard(folder)
+            if folder == base or base not in folder.parents:
+                continue
+            try:
+                folder.rmdir()
+            except OSError:
+                continue
+            removed.append(folder)
+            todo.add(folder.parent)
+        return removed
+
     def _link(self, src: Path, dest: Path) -> Transfer:
-        target = src.absolute()
+        target = Path(os.path.relpath(src.absolute(), dest.parent.absolute())) if self.relative_links else src.absolute()
         for cand in _candidates(dest):
             if cand in self._planned:
                 continue

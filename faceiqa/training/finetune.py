@@ -83,6 +83,34 @@ def read_labelled_images(job: FinetuneConfig) -> tuple[list[Path], np.ndarray]:
     return paths, scores
 
 
+def _starting_checkpoint(weights: str) -> Path:
+    """The ResNet-50 HyperIQA checkpoint to start from, or a one-line error saying what to do.
+
+    Raises:
+        InvalidArgumentError: the weights are a face model (trained with ``faceiqa train face``)
+            or another kind of model.
+        WeightsNotFoundError: the file is not here and cannot be downloaded.
+    """
+    from faceiqa.hub.manifest import load_manifest
+    from faceiqa.hub.store import get_spec, resolve
+    from faceiqa.models import face
+    from faceiqa.models.checkpoints import read_checkpoint
+
+    if weights in load_manifest().names():
+        spec = get_spec(weights)
+        if spec.architecture == "hyperiqa-dlib":
+            raise InvalidArgumentError(
+                f"{weights} is a face model (HyperIQA head on the dlib recognizer): train or refine it with "
+                "`faceiqa train face`; `train finetune` fine-tunes the ResNet-50 HyperIQA (hyperiqa-koniq)"
+            )
+        if spec.architecture != "hyperiqa-resnet50":
+            raise InvalidArgumentError(f"{weights} is not a ResNet-50 HyperIQA model ({spec.architecture or spec.kind})")
+    path = resolve(weights)
+    if face.is_face_head(read_checkpoint(path)):
+        raise InvalidArgumentError(f"{path.name} is a face-model head: use `faceiqa train face` to train face models")
+    return path
+
+
 def finetune_hyperiqa(
     job: FinetuneConfig, config: TrainConfig, run_dir: str | os.PathLike[str], *, resume: bool = False, progress: bool = True
 ) -> FitResult:
@@ -93,7 +121,6 @@ def finetune_hyperiqa(
     :meth:`~faceiqa.models.scorer.QualityScorer.score_image`). ``best.pt`` is written in the
     official layout, so it loads anywhere a ``koniq_pretrained.pkl`` does.
     """
-    from faceiqa.hub.store import resolve
     from faceiqa.images import read_image
     from faceiqa.models import ModelConfig, QualityScorer, ScoreMapping, hyperiqa_resnet50, load_hypernet_state, save_hypernet
     from faceiqa.models.checkpoints import OFFICIAL
@@ -109,6 +136,7 @@ def finetune_hyperiqa(
     if not high > low:
         raise InvalidArgumentError(f"score range must have high > low, got {low}, {high}")
     labels = (scores - low) / (high - low) * 100.0
+    start = _starting_checkpoint(job.weights)  # before anything is written: a missing or wrong file leaves nothing behind
     write_config(run, {"job": "finetune", "train": asdict(config), "finetune": asdict(job), "score_range": [low, high]})
     seed_everything(config.seed)
     order = np.random.default_rng(config.seed).permutation(len(paths))
@@ -116,7 +144,7 @@ def finetune_hyperiqa(
     if len(paths) - n_val < 1:
         raise InvalidArgumentError(f"need at least 3 labelled images, got {len(paths)}")
     val_idx, train_idx = order[:n_val], order[n_val:]
-    model = load_hypernet_state(hyperiqa_resnet50(), resolve(job.weights), layout="auto").to(device)
+    model = load_hypernet_state(hyperiqa_resnet50(), start, layout="auto").to(device)
     size = model.res.taps.input_size
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)

@@ -560,7 +560,8 @@ def test_rank_top_k_and_best_photo_per_folder(tiny_model, photos, reference):
     )
     result = run("rank", photos, "--top", 3, "-q")
     assert result.exit_code == 0, result.output
-    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    header, *lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert header == ["rank", "score", "path", "face"]
     assert [line[0] for line in lines] == ["1", "2", "3"]
     assert [(line[1], rel(line[2], photos), int(line[3])) for line in lines] == [
         (f"{s:.4f}", p, f) for s, p, f in faces[:3]
@@ -569,9 +570,9 @@ def test_rank_top_k_and_best_photo_per_folder(tiny_model, photos, reference):
     table = photos.parent / "rank.csv"
     result = run("rank", photos, "--per-folder", "--csv", table)
     assert result.exit_code == 0, result.output
-    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    header, *lines = [line.split("\t") for line in result.stdout.splitlines()]
     with open(table, newline="") as fh:
-        assert list(csv.reader(fh)) == [["folder", "score", "path", "face"], *lines]
+        assert list(csv.reader(fh)) == [header, *lines] and header == ["folder", "score", "path", "face"]
     best = reference["best"]
     expected = {}
     for p, s in best.items():
@@ -585,7 +586,7 @@ def test_rank_top_k_and_best_photo_per_folder(tiny_model, photos, reference):
     assert "no face scored in 2 folder(s): ., bad" in result.stderr
 
     result = run("rank", photos, "--per-folder", "--top", 1, "-q")
-    assert result.stdout.splitlines() == ["\t".join(lines[0])]
+    assert result.stdout.splitlines() == ["\t".join(header), "\t".join(lines[0])]
 
 
 # --------------------------------------------------------------------------- HTML

@@ -453,3 +453,16 @@ def test_real_photo_small_face_flag(scorer, mtcnn, real_photos):
     faces = a.assess(small)
     assert faces, "MTCNN found no face in the downscaled portrait"
     assert faces[0].eye_distance < 20 and faces[0].flags == ("small_face",)
+
+
+@pytest.mark.tiny_model
+def test_opencv_arrays_score_like_the_rgb_photo_when_declared_bgr(scorer):
+    a = scripted(scorer)
+    rgb = picture(1, seed=40)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    ref = [f.score for f in a.assess(rgb)]
+    assert [f.score for f in a.assess(bgr, color="bgr")] == ref
+    many = list(a.assess_many([bgr, bgr], color="bgr"))
+    assert [[f.score for f in r.faces] for r in many] == [ref, ref]
+    with pytest.raises(InvalidArgumentError, match="color"):
+        a.assess(bgr, color="hsv")

@@ -153,3 +153,28 @@ def test_a_dry_run_says_when_a_file_is_already_there(tree, tmp_path):
     Transferer(out, "copy").transfer(tree / "2.jpg", tree)
     plan = Transferer(out, "copy", dry_run=True).transfer(tree / "2.jpg", tree)
     assert plan.reused and plan.destination == out / "2.jpg" and not plan.done
+
+
+def test_moves_prune_the_source_folders_they_emptied_and_nothing_else(tmp_path):
+    src = tmp_path / "photos"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "keep").mkdir()
+    (src / "a" / "b" / "1.jpg").write_bytes(b"1")
+    (src / "a" / "2.jpg").write_bytes(b"2")
+    (src / "keep" / "3.jpg").write_bytes(b"3")
+    (src / "keep" / "notes.txt").write_text("mine")
+    (src / "untouched").mkdir()
+    t = Transferer(tmp_path / "out", "move")
+    for f in ("a/b/1.jpg", "a/2.jpg", "keep/3.jpg"):
+        assert t.transfer(src / f, src).done
+    removed = t.prune_empty_folders(src)
+    assert sorted(p.relative_to(src).as_posix() for p in removed) == ["a", "a/b"]
+    assert (src / "keep" / "notes.txt").exists() and (src / "untouched").is_dir() and src.is_dir()
+
+
+def test_relative_links_point_to_the_source_by_a_relative_path(tree, tmp_path):
+    r = Transferer(tmp_path / "out", "link", relative_links=True).transfer(tree / "alice" / "1.jpg", tree)
+    assert r.done and not os.readlink(r.destination).startswith("/")
+    assert r.destination.read_bytes() == b"alice-1"
+    a = Transferer(tmp_path / "out2", "link").transfer(tree / "2.jpg", tree)
+    assert os.readlink(a.destination).startswith("/")

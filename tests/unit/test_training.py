@@ -243,3 +243,35 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     torch.manual_seed(0)
     restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def _labelled_images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "scores.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "mos"])
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+            w.writerow([f"im{i}.png", i])
+    return tmp_path / "scores.csv"
+
+
+def test_finetune_without_the_koniq_file_says_so_once_and_leaves_nothing(tmp_path, caplog):
+    csv_path = _labelled_images(tmp_path)
+    res = CliRunner().invoke(main, ["train", "finetune", "--csv", str(csv_path), "--out", str(tmp_path / "ft"), "--device", "cpu"])
+    assert res.exit_code == 1
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and "hyperiqa-koniq" in errors[0] and "faceiqa weights import" in errors[0]
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_finetune_of_a_face_model_points_to_train_face(tmp_path):
+    csv_path = _labelled_images(tmp_path)
+    res = CliRunner().invoke(
+        main, ["train", "finetune", "--csv", str(csv_path), "--weights", "faceiqa-face", "--out", str(tmp_path / "ft"), "--device", "cpu"]
+    )
+    assert res.exit_code == 1 and "faceiqa train face" in res.output and "missing key" not in res.output
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
