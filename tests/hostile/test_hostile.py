@@ -201,14 +201,26 @@ def test_two_runs_writing_the_same_report_never_leave_a_torn_file(env, tmp_path)
 
 def test_a_hostile_corpus_every_input_accounted_for_with_its_exact_status(env, tmp_path):
     from imagefiles import write_bad_files, write_good_images
+    from PIL import Image, features
 
     good = write_good_images(env / "good")
     bad = write_bad_files(env / "bad")
+    extra = env / "extra"
+    extra.mkdir()
+    rotated = Image.fromarray(picture(1, seed=31))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: a viewer turns it upright
+    rotated.save(extra / "exif_rotated.jpg", exif=exif.tobytes())
+    avif = tmp_path / "photo.avif"  # not a format faceiqa decodes: named explicitly, it gets an error row
+    if features.check("avif"):
+        Image.fromarray(picture(1, seed=32)).save(avif)
+    else:
+        avif.write_bytes(b"\x00\x00\x00\x1cftypavif" + bytes(64))
     names = {"=SUM(1).png": None, "two\nlines.png": None, "x" * 246 + ".png": None, "tab\there.png": None}
     for name in names:
         save_png(picture(1, seed=30), env / "names" / name)
     out = tmp_path / "r.csv"
-    r = run("score", env, "--csv", out, "--device", "cpu", "-q")
+    r = run("score", env, avif, "--csv", out, "--device", "cpu", "-q")
     assert r.exit_code == 0, r.output
     rows = _rows(out)
     by_path: dict[str, list[dict[str, str]]] = {}
@@ -223,6 +235,11 @@ def test_a_hostile_corpus_every_input_accounted_for_with_its_exact_status(env, t
             continue
         (row,) = by_path.pop(str(b.path))
         assert row["status"] == "error" and b.reason.split(":")[0] in row["error"], (name, row["error"])
+    (row,) = by_path.pop(str(avif))
+    assert row["status"] == "error" and ("unsupported image format" in row["error"] or "not an image" in row["error"])
+    for f in extra.iterdir():
+        (row,) = by_path.pop(str(f))
+        assert row["status"] in ("ok", "small_face", "no_face"), (f.name, row)
     (other_end,) = by_path.pop(str(env / "bad" / "loop_b.jpg"))  # the loop's second link
     assert other_end["error"] == "symbolic link loop"
     for name in names:
