@@ -17,7 +17,9 @@ What it does:
    the calling thread, fp32, at torch's thread count and at 1 thread), then photos/s and
    faces/s of ``FaceQualityAssessor.assess_many`` in several configurations (``--configs``):
 
-   ``default``        the library defaults (results are the reference, bit for bit);
+   ``default``        the library defaults: the ``auto`` thread plan (a detection worker per
+                      CPU, one torch thread per stage);
+   ``exact``          the ``exact`` thread plan, the reference the golden scores were made with;
    ``overlap-exact``  a detection thread (``detect_workers=1``) overlapping scoring, every
                       stage at torch's thread count (results identical to ``default``);
    ``mt1``            MTCNN with 1 torch thread (``mtcnn_threads=1``), sequential;
@@ -45,6 +47,7 @@ figures for the record on a quiet machine (see benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -73,15 +76,42 @@ from faceiqa.models import QualityScorer, load_scorer  # noqa: E402
 from faceiqa.models.scorer import cpu_supports_bf16  # noqa: E402
 
 CONFIGS = {
-    # name: (detect_workers, mtcnn_threads, score_threads (None: torch's), precision)
-    "default": (0, None, None, "fp32"),
-    "overlap-exact": (1, None, None, "fp32"),
-    "mt1": (0, 1, None, "fp32"),
-    "overlap-t1": (1, 1, 1, "fp32"),
-    "overlap2-t1": (2, 1, 1, "fp32"),
-    "overlap2-bf16": (2, 1, 1, "bf16"),
-    "overlap2-compile": (2, 1, 1, "fp32"),  # and torch.compile (only with --compile)
+    # name: (thread plan, detect_workers, mtcnn_threads, score_threads (None: from the plan), precision)
+    "default": ("auto", None, None, None, "fp32"),  # the library default: the "auto" thread plan
+    "exact": ("exact", None, None, None, "fp32"),  # the reference plan (v1's default)
+    "overlap-exact": ("exact", 1, None, None, "fp32"),
+    "mt1": ("exact", 0, 1, None, "fp32"),
+    "overlap-t1": ("auto", 1, 1, 1, "fp32"),
+    "overlap2-t1": ("auto", 2, 1, 1, "fp32"),
+    "overlap2-bf16": ("auto", 2, 1, 1, "bf16"),
+    "overlap2-compile": ("auto", 2, 1, 1, "fp32"),  # and torch.compile (only with --compile)
 }
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+class CompetingLoad:
+    """``n`` busy processes (one spinning core each) for the length of a ``with`` block."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list = []
+
+    def __enter__(self) -> CompetingLoad:
+        import multiprocessing as mp
+
+        self.procs = [mp.Process(target=_spin, daemon=True) for _ in range(self.n)]
+        for proc in self.procs:
+            proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.join()
 
 
 @dataclass
@@ -118,8 +148,9 @@ def stage_split(assessor: FaceQualityAssessor, photos: PhotoSet, batch_size: int
 def run_config(
     make: callable, photos: PhotoSet, config: str, repeats: int
 ) -> tuple[float, float, list[tuple[str, tuple[float, ...]]], float]:
-    detect_workers, mtcnn_threads, threads, precision = CONFIGS[config]
+    plan, detect_workers, mtcnn_threads, threads, precision = CONFIGS[config]
     assessor = make(
+        threads=plan,
         detect_workers=detect_workers,
         mtcnn_threads=mtcnn_threads,
         score_threads=threads,
@@ -130,18 +161,21 @@ def run_config(
     if config.endswith("compile"):  # compile for the batch sizes the timed passes meet
         list(assessor.assess_many(photos.files))
     best = float("inf")
-    others = float("nan")
+    others = cpu_per_photo = float("nan")
     results: list = []
     for _ in range(repeats):
         meter = CpuMeter().start()
+        c0 = os.times()
         t = time.perf_counter()
         out = list(assessor.assess_many(photos.files))
         elapsed = time.perf_counter() - t
+        c1 = os.times()
         if elapsed < best:
             best, others = elapsed, meter.stop()[1]
+            cpu_per_photo = ((c1.user - c0.user) + (c1.system - c0.system)) / len(photos.files)
         results = [(r.source, tuple(f.score for f in r.faces)) for r in out]
     n_faces = sum(len(s) for _, s in results)
-    return len(photos.files) / best, n_faces / best, results, others
+    return len(photos.files) / best, n_faces / best, results, others, cpu_per_photo
 
 
 def compare(a: list, b: list) -> str:
@@ -239,6 +273,8 @@ def main() -> int:
     ap.add_argument("--keep", default=None, help="write the photo folders here and keep them")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (adds minutes of compiling)")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: split, scoring, reference")
+    ap.add_argument("--load", type=int, default=0, help="busy processes (one core each) running during the end-to-end passes: "
+                    "the competing load of a busy laptop (e.g. --load 2 on 2 cores)")
     args = ap.parse_args()
 
     skip = {x for x in args.skip.split(",") if x}
@@ -324,17 +360,18 @@ def main() -> int:
                 finally:
                     torch.set_num_threads(before)
             print("end to end (assess_many):")
-            print(f"  {'photos':18s} {'config':16s} {'photos/s':>9s} {'faces/s':>8s}  {'others':>6s}  vs default")
+            print(f"  {'photos':18s} {'config':16s} {'photos/s':>9s} {'faces/s':>8s}  {'CPU-s/photo':>11s}  {'others':>6s}  vs default")
             for photos in sets:
                 ref_results = None
                 for config in configs:
-                    ps, fs, res, others = run_config(make, photos, config, repeats)
+                    with CompetingLoad(args.load):
+                        ps, fs, res, others, cps = run_config(make, photos, config, repeats)
                     if config == "default":
                         ref_results = res
                         ours_default[f"{label}|{photos.name}"] = ps
                     same = compare(res, ref_results) if ref_results is not None else "n/a"
                     rows.append(Row(label, photos.name, config, ps, fs, same))
-                    print(f"  {photos.name:18s} {config:16s} {ps:9.1f} {fs:8.1f}  {others:6.2f}  {same}", flush=True)
+                    print(f"  {photos.name:18s} {config:16s} {ps:9.1f} {fs:8.1f}  {cps:11.3f}  {others:6.2f}  {same}", flush=True)
             if "scoring" in skip:
                 continue
             print("scoring alone (aligned crops from the 640x480 4-face photos):")

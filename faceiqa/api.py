@@ -56,6 +56,39 @@ class _Pending:
     scores: Scores | None = None
 
 
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How many threads each stage uses (None: torch's own setting)."""
+
+    detect_workers: int
+    mtcnn_threads: int | None
+    score_threads: int | None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_plan(threads: str = "auto", cpus: int | None = None) -> ThreadPlan:
+    """The thread plan for ``threads`` (see :class:`FaceQualityAssessor`) on ``cpus`` CPUs.
+
+    Raises:
+        InvalidArgumentError: not ``"auto"`` or ``"exact"``.
+    """
+    if threads == "exact":
+        return ThreadPlan(0, None, None)
+    if threads != "auto":
+        raise InvalidArgumentError(f"threads must be 'auto' or 'exact', got {threads!r}")
+    n = usable_cpus() if cpus is None else cpus
+    # Single-threaded stages never spin-wait for each other's cores; detection (about 2/3 of
+    # the work) gets a worker per CPU, which measured fastest quiet and under load.
+    return ThreadPlan(n if n >= 2 else 0, 1, 1)
+
+
 def _as_path_list(paths: Any) -> list[Any]:
     """A single path (str or path-like) as a one-item list; any other iterable as a list."""
     if isinstance(paths, (str, os.PathLike)):
@@ -103,20 +136,23 @@ class FaceQualityAssessor:
         flip: average each crop's score with its mirror image's (twice the compute).
         max_pixels: images with more pixels are refused (decompression-bomb guard).
         read_workers: threads that read and decode images ahead of detection.
+        threads: the thread plan. ``"auto"`` (default): one torch thread per stage and as
+            many detection workers as CPUs this process may use (``os.sched_getaffinity``),
+            no OpenMP teams that spin while another stage needs the core; it holds up when
+            other programs load the machine (benchmarks/RESULTS.md). ``"exact"``: detection in
+            the calling thread and torch's own thread count for every stage, the setting the
+            golden files and reference scores were made with; "auto" differs from it by float
+            rounding only (below 1e-3 in the scores). The three options below override the plan.
         detect_workers: threads that detect and align faces ahead of scoring in
             :meth:`assess_many` (0: detection runs in the calling thread between scoring
-            batches). Each runs MTCNN with ``mtcnn_threads`` torch threads, so detection of
-            the next photos overlaps scoring of the previous ones. Results do not depend on
-            it (nor on ``read_workers``): crops are batched in input order either way.
-        mtcnn_threads: torch intra-op threads while MTCNN runs on the CPU (None: the
-            calling thread's setting; 1 is faster on small or busy machines but changes boxes
-            by float rounding, see :class:`~faceiqa.face.detection.FaceDetector`); ignored when
-            ``detector`` is given.
+            batches; None: from ``threads``). Each runs MTCNN with ``mtcnn_threads`` torch
+            threads, so detection of the next photos overlaps scoring of the previous ones.
+            Results do not depend on it (nor on ``read_workers``): crops are batched in input
+            order either way.
+        mtcnn_threads: torch intra-op threads while MTCNN runs on the CPU (None: from
+            ``threads``); ignored when ``detector`` is given.
         score_threads: torch intra-op threads while the quality model runs on the CPU
-            (None: the calling thread's setting). With ``detect_workers`` the stages share
-            the cores: on 2 cores, ``detect_workers=2, mtcnn_threads=1, score_threads=1``
-            measured fastest for the face model (benchmarks/RESULTS.md). Thread counts change
-            results by float rounding only.
+            (None: from ``threads``). Thread counts change results by float rounding only.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` for the quality
             model (see :mod:`faceiqa.models.scorer`); None keeps the scorer's setting (fp32
             for one loaded here). Only fp32 gives the reference scores bit for bit.
@@ -145,7 +181,8 @@ class FaceQualityAssessor:
         flip: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         read_workers: int = 1,
-        detect_workers: int = 0,
+        threads: str = "auto",
+        detect_workers: int | None = None,
         mtcnn_threads: int | None = None,
         score_threads: int | None = None,
         precision: str | None = None,
@@ -154,9 +191,10 @@ class FaceQualityAssessor:
     ) -> None:
         check_int(batch_size, "batch_size", 1)
         check_int(read_workers, "read_workers", 0)
-        check_int(detect_workers, "detect_workers", 0)
-        if score_threads is not None:
-            check_int(score_threads, "score_threads", 1)
+        plan = thread_plan(threads)
+        detect_workers = plan.detect_workers if detect_workers is None else check_int(detect_workers, "detect_workers", 0)
+        mtcnn_threads = plan.mtcnn_threads if mtcnn_threads is None else mtcnn_threads
+        score_threads = plan.score_threads if score_threads is None else check_int(score_threads, "score_threads", 1)
         if not isinstance(small_face, (int, float)) or not small_face >= 0:
             raise InvalidArgumentError(f"small_face must be a number >= 0, got {small_face!r}")
         if scorer is None:

@@ -50,24 +50,30 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "change scores by up to about 0.01; auto uses one only where it agrees with fp32. fp32 is the reference.",
         ),
         click.option(
+            "--threads",
+            type=click.Choice(["auto", "exact"]),
+            default="auto",
+            show_default=True,
+            help="auto: one torch thread per stage and a detection worker per CPU (fast, also on a busy machine); "
+            "exact: the reference setting the golden scores were made with (scores differ by float rounding).",
+        ),
+        click.option(
             "--detect-workers",
             type=click.IntRange(min=0),
-            default=0,
-            show_default=True,
-            help="Threads that detect faces while the model scores. On 2 cores, --detect-workers 2 --mtcnn-threads 1 "
-            "--score-threads 1 is fastest for the face model (scores then differ by float rounding, ~1e-4).",
+            default=None,
+            help="Threads that detect faces while the model scores (default: from --threads).",
         ),
         click.option(
             "--mtcnn-threads",
             type=click.IntRange(min=1),
             default=None,
-            help="Torch threads for face detection (default: torch's; 1 is faster on small or busy machines).",
+            help="Torch threads for face detection (default: from --threads).",
         ),
         click.option(
             "--score-threads",
             type=click.IntRange(min=1),
             default=None,
-            help="Torch threads for the quality model (default: torch's).",
+            help="Torch threads for the quality model (default: from --threads).",
         ),
         click.option("--hidden", is_flag=True, help="Include hidden files and folders."),
         click.option(
@@ -115,6 +121,7 @@ def make_assessor(opts: dict[str, Any]) -> Any:
             min_face_size=opts["min_face_size"],
             flip=opts["flip"],
             precision=opts["precision"],
+            threads=opts["threads"],
             detect_workers=opts["detect_workers"],
             mtcnn_threads=opts["mtcnn_threads"],
             score_threads=opts["score_threads"],

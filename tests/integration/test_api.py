@@ -238,8 +238,9 @@ def test_assess_many_streams_from_a_generator(scorer, faces, read_workers):
     a = scripted(scorer, batch_size=2, read_workers=read_workers)
     results = a.assess_many(iter(source))
     first = next(results)
-    # the first result comes before the input is used up (at most the read-ahead)
-    assert source.taken <= 2 * read_workers + 4 + 2, source.taken
+    # the first result comes before the input is used up (at most the read-ahead of the
+    # readers and of the detection workers)
+    assert source.taken <= 2 * read_workers + 4 + 2 + 2 * a.detect_workers + 1, source.taken
     assert first.source == "<image 0>"
     rest = list(results)
     assert source.taken == len(faces) and len(rest) == len(faces) - 1
@@ -250,7 +251,7 @@ def test_assess_many_streams_from_a_generator(scorer, faces, read_workers):
 def test_assess_many_yields_faceless_pictures_without_waiting_for_a_batch(scorer):
     # 40 pictures without a face and a large batch: results must still flow one by one
     source = CountingInput([0] * 40)
-    a = scripted(scorer, batch_size=1000, read_workers=0)
+    a = scripted(scorer, batch_size=1000, read_workers=0, detect_workers=0)
     results = a.assess_many(source)
     next(results)
     assert source.taken == 1
@@ -264,7 +265,7 @@ def test_assess_many_reports_progress_per_photo_before_the_batch_is_scored(score
     # progress callback moves with every photo whose faces were found.
     source = CountingInput([1] * 12)
     ticks: list[int] = []
-    a = scripted(scorer, batch_size=1000, read_workers=0)
+    a = scripted(scorer, batch_size=1000, read_workers=0, detect_workers=0)
     results = a.assess_many(source, progress=lambda: ticks.append(source.taken))
     first = next(results)
     assert len(ticks) == 12 and ticks == sorted(ticks) and ticks[0] <= 2
@@ -466,3 +467,17 @@ def test_opencv_arrays_score_like_the_rgb_photo_when_declared_bgr(scorer):
     assert [[f.score for f in r.faces] for r in many] == [ref, ref]
     with pytest.raises(InvalidArgumentError, match="color"):
         a.assess(bgr, color="hsv")
+
+
+def test_the_thread_plan_follows_the_cpus_and_exact_is_the_reference(scorer):
+    from faceiqa.api import ThreadPlan, thread_plan
+
+    assert thread_plan("auto", cpus=2) == ThreadPlan(2, 1, 1)
+    assert thread_plan("auto", cpus=1) == ThreadPlan(0, 1, 1)
+    assert thread_plan("exact") == ThreadPlan(0, None, None)
+    with pytest.raises(InvalidArgumentError, match="threads"):
+        thread_plan("fast")
+    a = scripted(scorer, threads="exact")
+    assert a.detect_workers == 0 and a.score_threads is None
+    b = scripted(scorer, threads="auto", detect_workers=3)  # an explicit option overrides the plan
+    assert b.detect_workers == 3 and b.score_threads == 1

@@ -92,3 +92,15 @@ def test_readme_quick_start_outcome(threshold, passing, monkeypatch):
     verdicts = {line.split("\t")[1].rsplit("/", 1)[-1]: line.split("\t")[0] for line in result.output.splitlines() if "\t" in line}
     assert len(verdicts) == 8
     assert {name for name, verdict in verdicts.items() if verdict == "PASS"} == passing
+
+
+def test_the_auto_thread_plan_agrees_with_the_exact_reference_on_the_examples():
+    exact = FaceQualityAssessor(device="cpu", threads="exact")
+    auto = FaceQualityAssessor(device="cpu", threads="auto")
+    ref = {r.source: [f.score for f in r.faces] for r in exact.assess_paths([EXAMPLES])}
+    got = {r.source: [f.score for f in r.faces] for r in auto.assess_paths([EXAMPLES])}
+    assert ref.keys() == got.keys() and all(len(ref[k]) == len(got[k]) for k in ref)
+    worst = max((abs(a - b) for k in ref for a, b in zip(ref[k], got[k], strict=True)), default=0.0)
+    assert worst < 1e-3, worst
+    again = {r.source: [f.score for f in r.faces] for r in auto.assess_paths([EXAMPLES])}
+    assert again == got  # the same setting gives the same scores, bit for bit
