@@ -731,3 +731,15 @@ def test_report_from_another_folder_finds_photos_beside_the_csv_and_warns_otherw
     moved.write_bytes((work / "r.csv").read_bytes())
     lost = run("report", moved, "--html", "b.html")
     assert lost.exit_code == 0 and "warning: no preview for" in lost.stderr
+
+
+@pytest.mark.tiny_model
+def test_threads_exact_and_auto_give_the_same_rows_within_rounding(tiny_model, scripted_photos, tmp_path):
+    a, b = tmp_path / "auto.csv", tmp_path / "exact.csv"
+    assert run("score", scripted_photos, "--csv", a, "--device", "cpu", "-q").exit_code == 0
+    assert run("score", scripted_photos, "--csv", b, "--threads", "exact", "--device", "cpu", "-q").exit_code == 0
+    _, ra = read_report(a)
+    _, rb = read_report(b)
+    assert [(r["path"], r["face"], r["status"]) for r in ra] == [(r["path"], r["face"], r["status"]) for r in rb]
+    assert all(abs(float(x["score"]) - float(y["score"])) < 1e-3 for x, y in zip(ra, rb) if x["score"])
+    assert run("score", scripted_photos, "--threads", "turbo").exit_code == 2
