@@ -239,6 +239,13 @@ def lazy_getattr(package: str, table: Mapping[str, str]) -> Callable[[str], Any]
 # --------------------------------------------------------------------------- registries
 
 
+def unknown_name_message(what: str, name: Any, names: list[str], known: str = "known") -> str:
+    """``unknown <what> 'x'; did you mean 'y'? (<known>: a, b)``: one line."""
+    close = difflib.get_close_matches(str(name), names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r}{hint} ({known}: {', '.join(names) or 'none'})"
+
+
 class UnknownNameError(InvalidArgumentError, KeyError):
     """A name is not in a :class:`Registry` (the message suggests the closest name)."""
 
@@ -268,10 +275,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def unknown(self, name: Any) -> UnknownNameError:
         """The error for an unknown ``name`` (for callers that check membership themselves)."""
-        names = list(self._entries)
-        close = difflib.get_close_matches(str(name), names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return UnknownNameError(f"unknown {self.what} {name!r}{hint} (known: {', '.join(names) or 'none'})")
+        return UnknownNameError(unknown_name_message(self.what, name, list(self._entries)))
 
     def __getitem__(self, name: str) -> T:
         try:

@@ -22,7 +22,6 @@ This module does not import torch.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
@@ -31,6 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from faceiqa._util import unknown_name_message
 from faceiqa.errors import (
     ChecksumError,
     UnknownWeightsError,
@@ -77,11 +77,7 @@ def get_spec(name: str) -> WeightsSpec:
     for spec in manifest.weights:
         if spec.name == name:
             return spec
-    names = manifest.names()
-    close = difflib.get_close_matches(str(name), names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    known = ", ".join(names) or "none"
-    raise UnknownWeightsError(f"unknown weights {name!r}{hint} (registered: {known})")
+    raise UnknownWeightsError(unknown_name_message("weights", name, manifest.names(), known="registered"))
 
 
 def _candidates(spec: WeightsSpec) -> list[Path]:
