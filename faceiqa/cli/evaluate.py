@@ -261,6 +261,13 @@ def _limit_pairs(pairs, limit: int | None):
     help="Seed of the degradations and the random baseline.",
 )
 @click.option("--device", default=None, help="Torch device for detection and recognition (default: automatic).")
+@click.option(
+    "--bands",
+    "bands_text",
+    default=None,
+    help="Also print, for each score CSV, the FNMR at FMR 1e-3 of the genuine pairs by band of pair "
+    "quality, e.g. 0,0.3,0.5,0.7,0.9,1: what a --min threshold means.",
+)
 @_progress_option
 def edc_command(
     pairs_path,
@@ -278,6 +285,7 @@ def edc_command(
     limit,
     seed,
     device,
+    bands_text,
     progress,
 ) -> None:
     """Error-versus-Discard Characteristic: does discarding low-quality images cut FNMR?
@@ -315,6 +323,7 @@ def edc_command(
     spec = _parse_spec(degrade_spec)
     if degrade_fraction < 1.0 and spec is None:
         raise click.UsageError("--degrade-fraction needs --degrade")
+    edges = _parse_floats(bands_text, "--bands") if bands_text else None
 
     try:
         pairs = _limit_pairs(read_pairs(pairs_path), limit)
@@ -357,6 +366,14 @@ def edc_command(
             click.echo(f"{src.name}: {src.n_unrated} of {src.n_images} images unrated{absent} -> lowest quality")
     click.echo(ev.format_table(report.table))
     click.echo(f"pauc = mean FNMR over discard 0..{max_discard:g} (lower is better)")
+    if edges is not None:
+        for src in report.sources[: len(csvs)]:
+            try:
+                bands, threshold = ev.score_bands(report.scores, src, edges, fmr=1e-3)
+            except FaceIQAError as exc:
+                raise fail(exc) from None
+            click.echo(f"\n{src.name}: FNMR at FMR 1e-3 (distance threshold {threshold:.4f}) by band of pair quality")
+            click.echo(ev.format_table(ev.bands_table(bands)))
     try:
         if table_path:
             ev.write_table(report.table, table_path)

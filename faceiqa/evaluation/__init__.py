@@ -14,6 +14,9 @@ from __future__ import annotations
 from faceiqa._util import lazy_getattr
 
 _LAZY = {
+    "bands_table": "edc_runs",
+    "score_bands": "edc_runs",
+    "Band": "edc_runs",
     "shrink_target": "realfaces",
     "score_realfaces": "realfaces",
     "roc_auc": "realfaces",

@@ -133,6 +133,62 @@ def edc_report(
     return EDCReport(curves, list(sources), scores, table)
 
 
+@dataclass(frozen=True)
+class Band:
+    """Verification outcome of the genuine pairs whose quality falls in one score band.
+
+    Attributes:
+        low, high: the band, ``low <= pair quality < high`` (the last band includes ``high``).
+        n_genuine: genuine pairs in the band.
+        share: their share of all genuine pairs, in [0, 1].
+        fnmr: the share of them rejected at the operating point (NaN when the band is empty).
+    """
+
+    low: float
+    high: float
+    n_genuine: int
+    share: float
+    fnmr: float
+
+
+def score_bands(
+    scores: PairScores, source: SourceQuality, edges: Sequence[float], *, fmr: float = 1e-3
+) -> tuple[list[Band], float]:
+    """What a threshold means: FNMR at ``fmr`` of genuine pairs by band of pair quality (the
+    lower of the two photos' scores).
+
+    The threshold is fixed on every comparison (all impostor pairs), as for the EDC.
+    Returns the bands and the recognizer's distance threshold.
+
+    Raises:
+        InvalidArgumentError: fewer than two edges or edges not increasing.
+    """
+    e = [float(v) for v in edges]
+    if len(e) < 2 or any(b <= a for a, b in zip(e, e[1:])):
+        raise InvalidArgumentError(f"band edges must be at least two increasing numbers, got {list(edges)}")
+    point = operating_point(scores.distances, scores.genuine, fmr, score_kind="distance")
+    gen = np.asarray(scores.genuine, dtype=bool)
+    quality = source.pair_quality[gen]
+    failed = ~(scores.distances[gen] <= point.threshold)  # a pair without a face (inf) fails
+    bands = []
+    for i, (lo, hi) in enumerate(zip(e, e[1:])):
+        inside = (quality >= lo) & ((quality <= hi) if i == len(e) - 2 else (quality < hi))
+        n = int(inside.sum())
+        bands.append(Band(lo, hi, n, n / max(int(gen.sum()), 1), float(failed[inside].mean()) if n else float("nan")))
+    return bands, float(point.threshold)
+
+
+def bands_table(bands: Sequence[Band]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "band": [f"{b.low:g}-{b.high:g}" for b in bands],
+            "genuine_pairs": [b.n_genuine for b in bands],
+            "share": [b.share for b in bands],
+            "fnmr": [b.fnmr for b in bands],
+        }
+    )
+
+
 def evaluate_edc(
     pairs: Sequence[Pair],
     images_dir: str | os.PathLike,

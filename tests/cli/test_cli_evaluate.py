@@ -805,3 +805,35 @@ def test_monotonicity_of_a_real_scorer_with_a_face_size_input(noise_photos):
     )
     rows, skipped = ev.monotonicity_of_scorer(noise_photos, scorer=scorer, detector=StubDetector(), kinds=["blur"])
     assert skipped == 0 and rows[0].kind == "blur" and rows[0].n_images == 3
+
+
+def test_score_bands_known_answers():
+    from faceiqa.evaluation.edc_runs import SourceQuality
+
+    # 1000 impostors at distance 1.0 .. 1.999; genuine pairs: low quality ones far apart.
+    imp = np.linspace(1.0, 1.999, 1000)
+    gen_q = np.array([0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0])
+    gen_d = np.array([1.5, np.inf, 1.2, 0.5, 0.4, 0.3, 0.2])
+    scores = SimpleNamespace(distances=np.concatenate([gen_d, imp]), genuine=np.r_[np.ones(7, bool), np.zeros(1000, bool)])
+    source = SourceQuality("q", np.concatenate([gen_q, np.full(1000, 0.5)]), 10, 0, 0, 0.0)
+    bands, threshold = ev.score_bands(scores, source, [0, 0.3, 0.5, 0.7, 0.9, 1], fmr=1e-3)
+    assert 1.0 < threshold < 1.001  # one impostor allowed at FMR 1e-3: only the closest (1.0) is accepted
+    assert [b.n_genuine for b in bands] == [2, 1, 1, 1, 2]
+    assert [b.fnmr for b in bands] == [1.0, 1.0, 0.0, 0.0, 0.0]  # the inf pair (no face) fails
+    assert sum(b.share for b in bands) == pytest.approx(1.0)
+    empty, _ = ev.score_bands(scores, source, [0, 0.05, 1])
+    assert empty[0].n_genuine == 0 and np.isnan(empty[0].fnmr)
+    with pytest.raises(InvalidArgumentError, match="increasing"):
+        ev.score_bands(scores, source, [0.5, 0.3])
+
+
+def test_edc_bands_print_what_a_threshold_means_per_score_csv(tmp_path, lfw_like, stubs):
+    images, pairs = lfw_like
+    oracle, noise = _quality_csvs(tmp_path, images)
+    r = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), "--scores", str(oracle), str(noise),
+              "--baselines", "random", "--bands", "0,0.5,1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("FNMR at FMR 1e-3") == 2  # one table per score CSV, none for baselines
+    assert "| 0-0.5 " in r.output and "| 0.5-1 " in r.output
+    bad = _run(["evaluate", "edc", "--pairs", str(pairs), "--images", str(images), "--scores", str(oracle), "--bands", "1,0"])
+    assert bad.exit_code == 1 and "increasing" in bad.output
